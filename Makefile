@@ -1,0 +1,44 @@
+# Lifeboat: disaster recovery for Delta Lake tables on S3.  `make help` lists the targets.
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY ?= $(VENV)/bin/python
+CARGO ?= cargo
+# cargo-lambda, zig and moto_server come from the project virtualenv.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-rust test-python lint fmt demo bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed ## install what a fresh machine needs (idempotent)
+	@command -v cargo-nextest >/dev/null || $(CARGO) install cargo-nextest --locked
+
+$(VENV)/.installed: tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r tests/requirements.txt
+	touch $@
+
+test: setup test-rust test-python ## run the whole test suite (unit, integration, infra)
+
+test-rust:
+	$(CARGO) nextest run --workspace --no-fail-fast
+
+test-python:
+	@if [ -d tests/infra ]; then $(VENV)/bin/pytest tests/infra -q; fi
+
+lint: setup lint-infra ## rustfmt, clippy -D warnings, cfn-lint
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the Rust code
+	$(CARGO) fmt --all
+
+clean: ## remove build output
+	$(CARGO) clean
+	rm -rf dist
+
+-include infra/infra.mk

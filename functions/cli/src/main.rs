@@ -1,0 +1,137 @@
+//! `lifeboat`: the Lifeboat operations from a terminal, on the same core code as the functions.
+//!
+//! Exit status: 0 success, 1 failure, 2 bad usage, 3 (`verify`) some table has no restorable
+//! version.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use lifeboat::keys::S3Location;
+use lifeboat::replicate::Replicator;
+use lifeboat::s3::{Clients, S3Store};
+use lifeboat::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "lifeboat",
+    version,
+    about = "Disaster recovery for Delta Lake tables on S3"
+)]
+struct Cli {
+    /// Log what is being done (also RUST_LOG=...).
+    #[arg(long, short, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the replicator handler on an event file (S3 notification, SQS batch or EventBridge).
+    Replicate {
+        /// The event JSON file.
+        #[arg(long)]
+        event: PathBuf,
+    },
+    /// Copy everything under s3://SRC/prefix that the backup lacks.
+    Backfill {
+        /// The source location, s3://bucket/prefix.
+        location: String,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    lifeboat::telemetry::init_cli_logging(cli.verbose);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Replicate { event } => {
+            let text = std::fs::read_to_string(&event)
+                .with_context(|| format!("reading {}", event.display()))?;
+            let input: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", event.display()))?;
+            let replicator = replicator().await?;
+            let response = replicator.handle(&input).await?;
+            println!("{}", serde_json::to_string_pretty(&response)?);
+            let failed = response["batchItemFailures"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Backfill { location, json } => {
+            let location = S3Location::parse(&location)?;
+            let replicator = replicator().await?;
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} backfill [{bar:30}] {pos}/{len} objects {elapsed}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            let summary = lifeboat::backfill::backfill(&replicator, &location, |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })
+            .await?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!(
+                    "{location}: {} objects listed, {} already backed up, {} copied ({} bytes), {} conflicts, {} gone from the source, {} failed",
+                    summary.listed, summary.already_backed_up, summary.copied, summary.bytes_copied,
+                    summary.conflicts, summary.source_missing, summary.failed
+                );
+                for error in &summary.errors {
+                    println!("  failed: {error}");
+                }
+            }
+            Ok(if summary.failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+async fn replicator() -> Result<Replicator<S3Store>> {
+    let config = Config::from_env()?;
+    let clients = Clients::from_env().await;
+    Ok(Replicator::new(S3Store::new(clients.s3), config))
+}

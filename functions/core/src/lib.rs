@@ -1,0 +1,19 @@
+//! Lifeboat core: everything the Lambda functions and the CLI share.
+//!
+//! The functions are thin wrappers: they parse configuration once, build an S3 client, and call
+//! into this crate. Nothing here depends on `lambda_runtime`.
+
+pub mod backfill;
+pub mod config;
+pub mod copy;
+pub mod error;
+pub mod events;
+pub mod keys;
+pub mod metrics;
+pub mod replicate;
+pub mod s3;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::{Error, Result};

@@ -1,0 +1,363 @@
+//! The replicator: one object event in, one server-side copy into the backup bucket out.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::copy::{copy_object_pinned, CopyRequest, CopySettings};
+use crate::error::{Error, Result};
+use crate::events::{parse_invocation, Invocation, ObjectEvent, ObjectRef};
+use crate::keys::{encode_metadata_value, is_immutable_log_key};
+use crate::metrics::Emf;
+use crate::store::{CopyResult, SourcePin, Store, WriteOptions};
+
+/// User-metadata names on every backup object (S3 adds the `x-amz-meta-` prefix).
+pub mod meta {
+    pub const SOURCE_BUCKET: &str = "lifeboat-source-bucket";
+    /// Percent-encoded, since metadata must be ASCII.
+    pub const SOURCE_KEY: &str = "lifeboat-source-key";
+    pub const SOURCE_VERSION_ID: &str = "lifeboat-source-version-id";
+    pub const SOURCE_ETAG: &str = "lifeboat-source-etag";
+    pub const SOURCE_SIZE: &str = "lifeboat-source-size";
+    /// RFC 3339; Delta's timestamp time travel falls back on it.
+    pub const SOURCE_LAST_MODIFIED: &str = "lifeboat-source-last-modified";
+}
+
+/// Where conflicting content for an immutable log key is kept (never over the original).
+pub const CONFLICTS_PREFIX: &str = "_lifeboat/conflicts/";
+
+/// What happened to one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Copied {
+        bytes: u64,
+        multipart: bool,
+        /// Now minus the event time (how far the backup trails the source).
+        lag_ms: Option<u64>,
+    },
+    /// The backup already holds this content.
+    Duplicate,
+    /// A different content under an immutable log key; kept aside, the original untouched.
+    Conflict {
+        kept_at: String,
+    },
+    /// The source was deleted before it could be copied.
+    SourceGone,
+    /// The source was overwritten before it could be copied.
+    SourceChanged,
+    /// Not selected by the include prefixes / exclude patterns.
+    Excluded,
+    /// An `ObjectRemoved:*` event: recorded, never propagated.
+    DeletionSeen,
+    TestEvent,
+}
+
+/// The replicator over any [`Store`].
+pub struct Replicator<S> {
+    store: S,
+    config: Config,
+    settings: CopySettings,
+}
+
+impl<S: Store> Replicator<S> {
+    pub fn new(store: S, config: Config) -> Self {
+        let settings = CopySettings::from(&config);
+        Replicator {
+            store,
+            config,
+            settings,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Handles a Lambda invocation and returns its response: for SQS, the partial batch
+    /// failure response; otherwise a summary, or an error so that Lambda retries the event.
+    pub async fn handle(&self, input: &Value) -> Result<Value> {
+        let mut emf = Emf::new(&[("Function", "replicate")]);
+        let response = match parse_invocation(input) {
+            Err(err) => {
+                emf.add("Errors", 1.0, "Count");
+                emf.emit();
+                return Err(err);
+            }
+            Ok(Invocation::Sqs(items)) => {
+                let results: Vec<(String, Result<Vec<Outcome>>)> = stream::iter(items)
+                    .map(|item| async move {
+                        let outcome = match item.events {
+                            Ok(events) => self.handle_events(&events).await,
+                            Err(err) => Err(err),
+                        };
+                        (item.message_id, outcome)
+                    })
+                    .buffer_unordered(self.settings.concurrency)
+                    .collect()
+                    .await;
+                let mut failures = Vec::new();
+                for (message_id, result) in results {
+                    match result {
+                        Ok(outcomes) => outcomes.iter().for_each(|o| tally(&mut emf, o)),
+                        Err(err) => {
+                            emf.add("Errors", 1.0, "Count");
+                            tracing::error!(message_id = %message_id, error = %err, retryable = err.is_retryable(),
+                                "record failed; SQS will retry it and then move it to the dead-letter queue");
+                            failures.push(json!({"itemIdentifier": message_id}));
+                        }
+                    }
+                }
+                json!({"batchItemFailures": failures})
+            }
+            Ok(Invocation::Direct(events)) => match self.handle_events(&events).await {
+                Ok(outcomes) => {
+                    outcomes.iter().for_each(|o| tally(&mut emf, o));
+                    json!({"outcomes": outcomes})
+                }
+                Err(err) => {
+                    emf.add("Errors", 1.0, "Count");
+                    emf.emit();
+                    return Err(err);
+                }
+            },
+        };
+        emf.emit();
+        Ok(response)
+    }
+
+    /// Handles the events of one message in order; the first failure fails the message (the
+    /// events before it are idempotent, so a retry repeats them harmlessly).
+    pub async fn handle_events(&self, events: &[ObjectEvent]) -> Result<Vec<Outcome>> {
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            outcomes.push(self.handle_event(event).await?);
+        }
+        Ok(outcomes)
+    }
+
+    pub async fn handle_event(&self, event: &ObjectEvent) -> Result<Outcome> {
+        match event {
+            ObjectEvent::Test => {
+                tracing::info!("s3:TestEvent ignored");
+                Ok(Outcome::TestEvent)
+            }
+            ObjectEvent::Removed(object) => {
+                self.check_source(object)?;
+                tracing::warn!(event = "object_removed", bucket = %object.bucket, key = %object.key,
+                    event_name = %object.event_name, version = object.version_id.as_deref().unwrap_or(""),
+                    "object removed from the source; the backup keeps its copy");
+                Ok(Outcome::DeletionSeen)
+            }
+            ObjectEvent::Created(object) => self.replicate_object(object).await,
+        }
+    }
+
+    fn check_source(&self, object: &ObjectRef) -> Result<()> {
+        if self.config.is_source_bucket(&object.bucket) {
+            Ok(())
+        } else {
+            Err(Error::bad_input(format!(
+                "bucket {:?} (key {:?}) is not in LIFEBOAT_SOURCE_BUCKETS ({}); add it there or remove its notification",
+                object.bucket,
+                object.key,
+                self.config.source_buckets.join(",")
+            )))
+        }
+    }
+
+    /// Copies one created object into the backup, unless the backup already has it.
+    pub async fn replicate_object(&self, object: &ObjectRef) -> Result<Outcome> {
+        self.check_source(object)?;
+        if !self.config.selects(&object.key) {
+            tracing::debug!(bucket = %object.bucket, key = %object.key, "excluded by configuration");
+            return Ok(Outcome::Excluded);
+        }
+        let backup_bucket = &self.config.backup_bucket;
+        let backup_key = self.config.backup_key(&object.bucket, &object.key);
+
+        // Without an ETag or a size in the event, ask the source what we are about to copy.
+        let mut object = object.clone();
+        if object.etag.is_none() || object.size.is_none() {
+            match self
+                .store
+                .head(&object.bucket, &object.key, object.version_id.as_deref())
+                .await?
+            {
+                None => return Ok(self.source_missing(&object, CopyResult::SourceGone)),
+                Some(info) => {
+                    object.etag.get_or_insert(info.etag);
+                    object.size.get_or_insert(info.size);
+                    object.version_id = object.version_id.or(info.version_id);
+                    object.event_time = object.event_time.or(info.last_modified);
+                }
+            }
+        }
+
+        let mut destination = backup_key.clone();
+        let mut conflict = false;
+        if let Some(existing) = self.store.head(backup_bucket, &backup_key, None).await? {
+            if same_content(&existing.metadata, existing.size, &object) {
+                tracing::debug!(bucket = %object.bucket, key = %object.key, "already in the backup");
+                return Ok(Outcome::Duplicate);
+            }
+            if is_immutable_log_key(&object.key) {
+                conflict = true;
+                destination = format!(
+                    "{CONFLICTS_PREFIX}{}{}",
+                    self.config.backup_prefix_for(&object.bucket),
+                    conflict_suffix(&object)
+                );
+                if let Some(kept) = self.store.head(backup_bucket, &destination, None).await? {
+                    if same_content(&kept.metadata, kept.size, &object) {
+                        return Ok(self.report_conflict(&object, &existing.metadata, destination));
+                    }
+                }
+            }
+        }
+
+        let size = object.size.unwrap_or(0);
+        let request = CopyRequest {
+            source_bucket: &object.bucket,
+            source_key: &object.key,
+            size,
+            pin: SourcePin {
+                version_id: object.version_id.clone(),
+                // A version id pins exactly; otherwise the ETag must still match.
+                if_match_etag: if object.version_id.is_some() {
+                    None
+                } else {
+                    object.etag.clone()
+                },
+            },
+            bucket: backup_bucket,
+            key: &destination,
+            options: self.write_options(&object),
+        };
+        match copy_object_pinned(&self.store, &self.settings, &request).await? {
+            CopyResult::Copied { .. } if conflict => {
+                let existing = self
+                    .store
+                    .head(backup_bucket, &backup_key, None)
+                    .await?
+                    .map(|o| o.metadata)
+                    .unwrap_or_default();
+                Ok(self.report_conflict(&object, &existing, destination))
+            }
+            CopyResult::Copied { .. } => {
+                tracing::info!(bucket = %object.bucket, key = %object.key, bytes = size,
+                    backup_key = %destination, "copied");
+                Ok(Outcome::Copied {
+                    bytes: size,
+                    multipart: size > self.settings.multipart_threshold_bytes,
+                    lag_ms: object
+                        .event_time
+                        .map(|t| (Utc::now() - t).num_milliseconds().max(0) as u64),
+                })
+            }
+            other => Ok(self.source_missing(&object, other)),
+        }
+    }
+
+    fn report_conflict(
+        &self,
+        object: &ObjectRef,
+        original: &HashMap<String, String>,
+        kept_at: String,
+    ) -> Outcome {
+        tracing::error!(event = "backup_conflict", bucket = %object.bucket, key = %object.key,
+            original_etag = original.get(meta::SOURCE_ETAG).map(String::as_str).unwrap_or(""),
+            new_etag = object.etag.as_deref().unwrap_or(""), kept_at = %kept_at,
+            "a Delta log file was rewritten with different content; the backup keeps the original, the new content is kept aside");
+        Outcome::Conflict { kept_at }
+    }
+
+    fn source_missing(&self, object: &ObjectRef, result: CopyResult) -> Outcome {
+        let outcome = if result == CopyResult::SourceChanged {
+            Outcome::SourceChanged
+        } else {
+            Outcome::SourceGone
+        };
+        tracing::warn!(event = "source_missing", bucket = %object.bucket, key = %object.key,
+            etag = object.etag.as_deref().unwrap_or(""), outcome = ?outcome,
+            "the source no longer holds what the event described; the verifier reconciles");
+        outcome
+    }
+
+    fn write_options(&self, object: &ObjectRef) -> WriteOptions {
+        let mut metadata = HashMap::new();
+        metadata.insert(meta::SOURCE_BUCKET.to_string(), object.bucket.clone());
+        metadata.insert(
+            meta::SOURCE_KEY.to_string(),
+            encode_metadata_value(&object.key),
+        );
+        if let Some(version) = &object.version_id {
+            metadata.insert(meta::SOURCE_VERSION_ID.to_string(), version.clone());
+        }
+        if let Some(etag) = &object.etag {
+            metadata.insert(meta::SOURCE_ETAG.to_string(), etag.clone());
+        }
+        if let Some(size) = object.size {
+            metadata.insert(meta::SOURCE_SIZE.to_string(), size.to_string());
+        }
+        if let Some(time) = object.event_time {
+            metadata.insert(
+                meta::SOURCE_LAST_MODIFIED.to_string(),
+                time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            );
+        }
+        WriteOptions {
+            metadata,
+            storage_class: self.config.storage_class.clone(),
+            kms_key_id: self.config.kms_key_id.clone(),
+            content_type: None,
+        }
+    }
+}
+
+/// Whether a backup object (its metadata and size) holds what `object` describes.
+fn same_content(metadata: &HashMap<String, String>, size: u64, object: &ObjectRef) -> bool {
+    if let (Some(theirs), Some(ours)) = (metadata.get(meta::SOURCE_VERSION_ID), &object.version_id)
+    {
+        return theirs == ours;
+    }
+    match (metadata.get(meta::SOURCE_ETAG), &object.etag) {
+        (Some(theirs), Some(ours)) => theirs == ours && object.size.is_none_or(|s| s == size),
+        _ => false,
+    }
+}
+
+fn conflict_suffix(object: &ObjectRef) -> String {
+    let tag = object
+        .version_id
+        .clone()
+        .or_else(|| object.etag.clone())
+        .unwrap_or_else(|| Utc::now().timestamp_millis().to_string());
+    format!("{}.{}", object.key, tag)
+}
+
+fn tally(emf: &mut Emf, outcome: &Outcome) {
+    match outcome {
+        Outcome::Copied { bytes, lag_ms, .. } => {
+            emf.add("ObjectsCopied", 1.0, "Count");
+            emf.add("BytesCopied", *bytes as f64, "Bytes");
+            if let Some(lag) = lag_ms {
+                emf.max("CopyLagMs", *lag as f64, "Milliseconds");
+            }
+        }
+        Outcome::Duplicate | Outcome::Excluded | Outcome::TestEvent => {
+            emf.add("Skipped", 1.0, "Count")
+        }
+        Outcome::Conflict { .. } => emf.add("Conflicts", 1.0, "Count"),
+        Outcome::SourceGone | Outcome::SourceChanged => emf.add("SourceMissing", 1.0, "Count"),
+        Outcome::DeletionSeen => emf.add("DeletionsSeen", 1.0, "Count"),
+    }
+}

@@ -1,0 +1,446 @@
+//! The production [`Store`]: `aws-sdk-s3`.
+
+use std::collections::HashMap;
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, MetadataDirective, ServerSideEncryption, StorageClass,
+};
+use aws_sdk_s3::Client;
+use base64::Engine;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use md5::{Digest, Md5};
+
+use crate::error::{Error, Result};
+use crate::keys::encode_copy_source;
+use crate::store::{
+    bare_etag, CopyResult, ListPage, ObjectInfo, PutResult, SourcePin, Store, WriteOptions,
+};
+
+/// AWS clients built once per process from the usual SDK environment (`AWS_REGION`,
+/// `AWS_ENDPOINT_URL`, credentials).
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub s3: Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl Clients {
+    pub async fn from_env() -> Self {
+        let shared = aws_config::load_from_env().await;
+        let custom_endpoint = std::env::var_os("AWS_ENDPOINT_URL").is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        let s3_config = aws_sdk_s3::config::Builder::from(&shared)
+            // Local S3 servers (moto, rclone) are addressed by path, not by virtual host.
+            .force_path_style(custom_endpoint)
+            .build();
+        Clients {
+            s3: Client::from_conf(s3_config),
+            sqs: aws_sdk_sqs::Client::new(&shared),
+        }
+    }
+}
+
+/// [`Store`] over an `aws-sdk-s3` client.
+#[derive(Clone, Debug)]
+pub struct S3Store {
+    client: Client,
+}
+
+impl S3Store {
+    pub fn new(client: Client) -> Self {
+        S3Store { client }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+type HttpResponse = aws_sdk_s3::config::http::HttpResponse;
+
+fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+fn s3_error<E>(
+    operation: &'static str,
+    bucket: &str,
+    key: &str,
+    err: SdkError<E, HttpResponse>,
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = status_of(&err);
+    let code = err.code().map(str::to_string);
+    let retryable = match &err {
+        SdkError::ServiceError(_) => {
+            matches!(status, Some(s) if s >= 500 || s == 429)
+                || matches!(
+                    code.as_deref(),
+                    Some("SlowDown" | "Throttling" | "RequestTimeout" | "InternalError")
+                )
+        }
+        SdkError::ConstructionFailure(_) => false,
+        _ => true,
+    };
+    let detail = match (&code, err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.clone(),
+        _ => format!("{}", aws_sdk_s3::error::DisplayErrorContext(&err)),
+    };
+    let message = match status {
+        Some(status) => format!("HTTP {status} {detail}"),
+        None => detail,
+    };
+    Error::S3 {
+        operation,
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        message,
+        retryable,
+    }
+}
+
+fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    status_of(err) == Some(404)
+        || matches!(err.code(), Some("NoSuchKey" | "NotFound" | "NoSuchVersion"))
+}
+
+fn is_precondition_failed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    status_of(err) == Some(412) || err.code() == Some("PreconditionFailed")
+}
+
+fn to_chrono(time: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<DateTime<Utc>> {
+    time.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+}
+
+impl Store for S3Store {
+    async fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<ObjectInfo>> {
+        let result = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Some(ObjectInfo {
+                key: key.to_string(),
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                etag: bare_etag(out.e_tag().unwrap_or_default()),
+                version_id: out.version_id().map(str::to_string),
+                last_modified: to_chrono(out.last_modified()),
+                metadata: out.metadata().cloned().unwrap_or_default(),
+            })),
+            Err(err) if is_not_found(&err) => Ok(None),
+            Err(err) => Err(s3_error("HeadObject", bucket, key, err)),
+        }
+    }
+
+    async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<Bytes>> {
+        let result = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let body = out.body.collect().await.map_err(|e| Error::S3 {
+                    operation: "GetObject",
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    message: format!("reading the body: {e}"),
+                    retryable: true,
+                })?;
+                Ok(Some(body.into_bytes()))
+            }
+            Err(err) if is_not_found(&err) => Ok(None),
+            Err(err) => Err(s3_error("GetObject", bucket, key, err)),
+        }
+    }
+
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        if_absent: bool,
+        options: &WriteOptions,
+    ) -> Result<PutResult> {
+        // A Content-MD5 lets the put through buckets with Object Lock default retention.
+        let md5 = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&body));
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_md5(md5)
+            .set_metadata(Some(options.metadata.clone()))
+            .set_content_type(options.content_type.clone())
+            .body(ByteStream::from(body));
+        if if_absent {
+            request = request.if_none_match("*");
+        }
+        request = apply_storage(
+            request,
+            options,
+            |r, class| r.storage_class(class),
+            |r, kms| {
+                r.server_side_encryption(ServerSideEncryption::AwsKms)
+                    .ssekms_key_id(kms)
+            },
+        );
+        match request.send().await {
+            Ok(out) => Ok(PutResult::Written {
+                etag: bare_etag(out.e_tag().unwrap_or_default()),
+            }),
+            Err(err)
+                if if_absent && (is_precondition_failed(&err) || status_of(&err) == Some(409)) =>
+            {
+                Ok(PutResult::AlreadyExists)
+            }
+            Err(err) => Err(s3_error("PutObject", bucket, key, err)),
+        }
+    }
+
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ListPage> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(continuation)
+            .send()
+            .await
+            .map_err(|err| s3_error("ListObjectsV2", bucket, prefix, err))?;
+        let objects = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(ObjectInfo {
+                    key: o.key()?.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    etag: bare_etag(o.e_tag().unwrap_or_default()),
+                    version_id: None,
+                    last_modified: to_chrono(o.last_modified()),
+                    metadata: HashMap::new(),
+                })
+            })
+            .collect();
+        let next = if out.is_truncated() == Some(true) {
+            out.next_continuation_token().map(str::to_string)
+        } else {
+            None
+        };
+        Ok(ListPage { objects, next })
+    }
+
+    async fn copy_object(
+        &self,
+        source_bucket: &str,
+        source_key: &str,
+        pin: &SourcePin,
+        bucket: &str,
+        key: &str,
+        options: &WriteOptions,
+    ) -> Result<CopyResult> {
+        let mut request = self
+            .client
+            .copy_object()
+            .copy_source(encode_copy_source(
+                source_bucket,
+                source_key,
+                pin.version_id.as_deref(),
+            ))
+            .set_copy_source_if_match(pin.if_match_etag.as_ref().map(|e| format!("\"{e}\"")))
+            .bucket(bucket)
+            .key(key)
+            .metadata_directive(MetadataDirective::Replace)
+            .set_metadata(Some(options.metadata.clone()))
+            .set_content_type(options.content_type.clone());
+        request = apply_storage(
+            request,
+            options,
+            |r, class| r.storage_class(class),
+            |r, kms| {
+                r.server_side_encryption(ServerSideEncryption::AwsKms)
+                    .ssekms_key_id(kms)
+            },
+        );
+        match request.send().await {
+            Ok(out) => Ok(CopyResult::Copied {
+                etag: bare_etag(
+                    out.copy_object_result()
+                        .and_then(|r| r.e_tag())
+                        .unwrap_or_default(),
+                ),
+            }),
+            Err(err) if is_precondition_failed(&err) => Ok(CopyResult::SourceChanged),
+            Err(err) if is_not_found(&err) => Ok(CopyResult::SourceGone),
+            Err(err) => Err(s3_error("CopyObject", bucket, key, err)),
+        }
+    }
+
+    async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        options: &WriteOptions,
+    ) -> Result<String> {
+        let mut request = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .set_metadata(Some(options.metadata.clone()))
+            .set_content_type(options.content_type.clone());
+        request = apply_storage(
+            request,
+            options,
+            |r, class| r.storage_class(class),
+            |r, kms| {
+                r.server_side_encryption(ServerSideEncryption::AwsKms)
+                    .ssekms_key_id(kms)
+            },
+        );
+        let out = request
+            .send()
+            .await
+            .map_err(|err| s3_error("CreateMultipartUpload", bucket, key, err))?;
+        out.upload_id()
+            .map(str::to_string)
+            .ok_or_else(|| Error::S3 {
+                operation: "CreateMultipartUpload",
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                message: "the response has no upload id".into(),
+                retryable: true,
+            })
+    }
+
+    async fn upload_part_copy(
+        &self,
+        source_bucket: &str,
+        source_key: &str,
+        pin: &SourcePin,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        first: u64,
+        last: u64,
+    ) -> Result<std::result::Result<String, CopyResult>> {
+        let result = self
+            .client
+            .upload_part_copy()
+            .copy_source(encode_copy_source(
+                source_bucket,
+                source_key,
+                pin.version_id.as_deref(),
+            ))
+            .set_copy_source_if_match(pin.if_match_etag.as_ref().map(|e| format!("\"{e}\"")))
+            .copy_source_range(format!("bytes={first}-{last}"))
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(part_number)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Ok(bare_etag(
+                out.copy_part_result()
+                    .and_then(|r| r.e_tag())
+                    .unwrap_or_default(),
+            ))),
+            Err(err) if is_precondition_failed(&err) => Ok(Err(CopyResult::SourceChanged)),
+            Err(err) if is_not_found(&err) && err.code() != Some("NoSuchUpload") => {
+                Ok(Err(CopyResult::SourceGone))
+            }
+            Err(err) => Err(s3_error("UploadPartCopy", bucket, key, err)),
+        }
+    }
+
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<(i32, String)>,
+    ) -> Result<String> {
+        let parts = parts
+            .into_iter()
+            .map(|(n, etag)| {
+                CompletedPart::builder()
+                    .part_number(n)
+                    .e_tag(format!("\"{etag}\""))
+                    .build()
+            })
+            .collect();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|err| s3_error("CompleteMultipartUpload", bucket, key, err))?;
+        Ok(bare_etag(out.e_tag().unwrap_or_default()))
+    }
+
+    async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|err| s3_error("AbortMultipartUpload", bucket, key, err))?;
+        Ok(())
+    }
+}
+
+/// Applies the storage class and KMS key to any request builder that has them.
+fn apply_storage<B>(
+    mut request: B,
+    options: &WriteOptions,
+    with_class: impl Fn(B, StorageClass) -> B,
+    with_kms: impl Fn(B, String) -> B,
+) -> B {
+    if let Some(class) = &options.storage_class {
+        request = with_class(request, StorageClass::from(class.as_str()));
+    }
+    if let Some(kms) = &options.kms_key_id {
+        request = with_kms(request, kms.clone());
+    }
+    request
+}

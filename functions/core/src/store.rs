@@ -1,0 +1,173 @@
+//! The small storage trait the logic talks to, and the types it exchanges.
+//!
+//! The production adapter is [`crate::s3::S3Store`] over `aws-sdk-s3`.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::error::Result;
+
+/// What a HEAD or a listing says about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    /// The ETag as S3 returns it, without surrounding quotes.
+    pub etag: String,
+    pub version_id: Option<String>,
+    pub last_modified: Option<DateTime<Utc>>,
+    /// User metadata (HEAD only; empty from listings).
+    pub metadata: HashMap<String, String>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Default)]
+pub struct ListPage {
+    pub objects: Vec<ObjectInfo>,
+    pub next: Option<String>,
+}
+
+/// Settings for an object Lifeboat writes.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    pub metadata: HashMap<String, String>,
+    pub storage_class: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// What the copy source must be, so a copy never takes content other than the event's.
+#[derive(Debug, Clone, Default)]
+pub struct SourcePin {
+    pub version_id: Option<String>,
+    pub if_match_etag: Option<String>,
+}
+
+/// The result of a pinned copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyResult {
+    Copied {
+        etag: String,
+    },
+    /// The source (or the pinned version) no longer exists.
+    SourceGone,
+    /// The source exists but is no longer what was pinned.
+    SourceChanged,
+}
+
+/// The result of a conditional put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutResult {
+    Written {
+        etag: String,
+    },
+    /// `if_absent` was set and the key already existed.
+    AlreadyExists,
+}
+
+/// The S3 operations Lifeboat needs, and nothing else (in particular, no delete).
+pub trait Store: Send + Sync {
+    fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> impl Future<Output = Result<Option<ObjectInfo>>> + Send;
+
+    fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> impl Future<Output = Result<Option<Bytes>>> + Send;
+
+    /// Writes `body`; with `if_absent`, only when the key does not exist yet (put-if-absent).
+    fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        if_absent: bool,
+        options: &WriteOptions,
+    ) -> impl Future<Output = Result<PutResult>> + Send;
+
+    /// Lists one page of keys under `prefix`.
+    fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> impl Future<Output = Result<ListPage>> + Send;
+
+    /// Server-side CopyObject of a whole object, replacing its metadata with `options`.
+    fn copy_object(
+        &self,
+        source_bucket: &str,
+        source_key: &str,
+        pin: &SourcePin,
+        bucket: &str,
+        key: &str,
+        options: &WriteOptions,
+    ) -> impl Future<Output = Result<CopyResult>> + Send;
+
+    fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        options: &WriteOptions,
+    ) -> impl Future<Output = Result<String>> + Send;
+
+    /// UploadPartCopy of the inclusive byte range `first..=last`; `None` when the pinned source
+    /// is gone or changed.
+    #[allow(clippy::too_many_arguments)]
+    fn upload_part_copy(
+        &self,
+        source_bucket: &str,
+        source_key: &str,
+        pin: &SourcePin,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        first: u64,
+        last: u64,
+    ) -> impl Future<Output = Result<std::result::Result<String, CopyResult>>> + Send;
+
+    fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<(i32, String)>,
+    ) -> impl Future<Output = Result<String>> + Send;
+
+    /// Abandons an upload that was not completed (frees its parts; deletes no object).
+    fn abort_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Lists every object under `prefix`, page by page.
+pub async fn list_all<S: Store>(store: &S, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>> {
+    let mut all = Vec::new();
+    let mut continuation = None;
+    loop {
+        let page = store.list_page(bucket, prefix, continuation).await?;
+        all.extend(page.objects);
+        match page.next {
+            Some(next) => continuation = Some(next),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// Strips the quotes S3 puts around ETags.
+pub fn bare_etag(etag: &str) -> String {
+    etag.trim().trim_matches('"').to_string()
+}

@@ -1,0 +1,792 @@
+#!/usr/bin/env python3
+"""Deployment helper for Lifeboat's CloudFormation templates.
+
+Commands (run with the venv's python; `make deploy` / `make deploy-local` call them):
+
+  deploy --params infra/params.json
+      Real AWS, through the AWS CLI: uploads dist/*.zip, deploys the backup stack, then one
+      source stack per source bucket with the backup stack's outputs, then adds the queue
+      notification to existing source buckets.
+  deploy-local [--endpoint URL]
+      A local moto server ($AWS_ENDPOINT_URL, started if nothing answers): deploys both
+      templates with CloudFormation, then applies with the API what moto's CloudFormation
+      skips (see MOTO_SKIPS below), and prints the LIFEBOAT_* environment for the CLI.
+  attach-notification --bucket B --queue-arn ARN [--profile P]
+      Merges Lifeboat's queue notification into an existing bucket's notification
+      configuration (CloudFormation cannot change a bucket it did not create).
+
+The template reading and intrinsic-function resolution below is shared with tests/infra, so
+the tests check the very documents this tool applies.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+INFRA = Path(__file__).resolve().parent
+ROOT = INFRA.parent
+BACKUP_TEMPLATE = INFRA / "backup-account.yaml"
+SOURCE_TEMPLATE = INFRA / "source-account.yaml"
+FUNCTIONS = ("replicate", "verify", "restore")
+
+# What moto's CloudFormation accepts but does not apply (measured with moto 5.2): these
+# resources and bucket properties are applied with the API after the stack is created.
+MOTO_SKIPPED_BUCKET_PROPERTIES = (
+    "VersioningConfiguration",
+    "ObjectLockConfiguration",
+    "PublicAccessBlockConfiguration",
+    "LifecycleConfiguration",
+    "OwnershipControls",
+    "NotificationConfiguration",
+)
+MOTO_SKIPPED_RESOURCE_TYPES = (
+    "AWS::S3::BucketPolicy",
+    "AWS::SQS::QueuePolicy",
+    "AWS::CloudWatch::Alarm",
+)
+# Moto's CloudFormation stores a role's inline policies as parsed objects, which its own IAM
+# enforcement cannot read (a server error on every request the role makes), and does not
+# update them on stack updates. They are put again, as the same JSON documents, with the API.
+MOTO_REPUT_RESOURCE_TYPES = ("AWS::IAM::Role",)
+# Bucket-policy statements moto cannot evaluate. Moto ignores principals and conditions, so a
+# Deny that exempts some principals by condition denies everyone there. The delete/settings
+# Deny is still applied (everyone a local test acts as is denied by it in AWS too); these two
+# would lock the Lifeboat roles out of the backup in moto, and are verified on the document
+# instead (tests/infra/test_policy_documents.py).
+MOTO_UNEVALUABLE_STATEMENTS = {
+    "DenyEveryoneButLifeboat": "exempts the Lifeboat roles by aws:PrincipalArn condition",
+    "DenyInsecureTransport": "depends on the aws:SecureTransport condition",
+}
+
+
+# --------------------------------------------------------------------------- templates
+def load_template(path: str | Path) -> dict:
+    """Parses a CloudFormation YAML template, turning short-form tags (!Ref, !Sub, ...) into
+    their long form ({"Ref": ...}, {"Fn::Sub": ...})."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        if suffix == "Ref":
+            return {"Ref": value}
+        if suffix == "Condition":
+            return {"Condition": value}
+        if suffix == "GetAtt" and isinstance(value, str):
+            value = value.split(".", 1)
+        return {f"Fn::{suffix}": value}
+
+    Loader.add_multi_constructor("!", construct)
+    # Keep "2010-09-09" and the like as strings, as CloudFormation does.
+    Loader.yaml_implicit_resolvers = {
+        k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+        for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    with open(path) as f:
+        return yaml.load(f, Loader=Loader)  # noqa: S506 (SafeLoader subclass)
+
+
+class _NoValue:
+    """AWS::NoValue: the enclosing property or list item disappears."""
+
+
+NO_VALUE = _NoValue()
+
+
+class Resolver:
+    """Evaluates the intrinsic functions of one template for given parameters.
+
+    `ref` maps a logical id to what !Ref returns for a resource; `getatt(logical_id, attr)`
+    returns an attribute. Both come from a deployed stack (deployed_context) or are made up
+    consistently for document tests (synthetic_context)."""
+
+    def __init__(
+        self,
+        template: dict,
+        parameters: dict[str, str],
+        *,
+        account: str,
+        region: str,
+        stack_name: str,
+        ref: dict[str, str],
+        getatt: Callable[[str, str], Any],
+        partition: str = "aws",
+    ):
+        self.template = template
+        self.account = account
+        self.region = region
+        self.stack_name = stack_name
+        self.partition = partition
+        self.ref = ref
+        self.getatt = getatt
+        self.params: dict[str, Any] = {}
+        for name, spec in template.get("Parameters", {}).items():
+            if name in parameters:
+                value: Any = str(parameters[name])
+            elif "Default" in spec:
+                value = str(spec["Default"])
+            else:
+                raise ValueError(f"parameter {name} has no value and no default")
+            if spec["Type"] == "CommaDelimitedList":
+                value = [v.strip() for v in value.split(",")] if value != "" else [""]
+            self.params[name] = value
+        unknown = set(parameters) - set(self.params)
+        if unknown:
+            raise ValueError(f"unknown parameters: {sorted(unknown)}")
+        self.conditions: dict[str, bool] = {}
+        for name in template.get("Conditions", {}):
+            self.condition(name)
+
+    def pseudo(self, name: str) -> Any:
+        return {
+            "AWS::AccountId": self.account,
+            "AWS::Region": self.region,
+            "AWS::StackName": self.stack_name,
+            "AWS::Partition": self.partition,
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NoValue": NO_VALUE,
+        }[name]
+
+    def condition(self, name: str) -> bool:
+        if name not in self.conditions:
+            self.conditions[name] = bool(self.resolve(self.template["Conditions"][name]))
+        return self.conditions[name]
+
+    def lookup(self, name: str) -> Any:
+        if name.startswith("AWS::"):
+            return self.pseudo(name)
+        if name in self.params:
+            return self.params[name]
+        return self.ref[name]
+
+    def sub(self, text: str, variables: dict[str, Any]) -> str:
+        out, i = [], 0
+        while i < len(text):
+            start = text.find("${", i)
+            if start < 0:
+                out.append(text[i:])
+                break
+            out.append(text[i:start])
+            end = text.index("}", start)
+            name = text[start + 2 : end]
+            if name.startswith("!"):  # ${!Literal}
+                out.append("${" + name[1:] + "}")
+            elif name in variables:
+                out.append(str(variables[name]))
+            elif "." in name and not name.startswith("AWS::"):
+                logical, attr = name.split(".", 1)
+                out.append(str(self.getatt(logical, attr)))
+            else:
+                out.append(str(self.lookup(name)))
+            i = end + 1
+        return "".join(out)
+
+    def resolve(self, node: Any) -> Any:
+        if isinstance(node, list):
+            items = [self.resolve(v) for v in node]
+            return [v for v in items if v is not NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            (key, arg), = node.items()
+            if key == "Ref":
+                return self.lookup(arg)
+            if key == "Condition":
+                return self.condition(arg)
+            if key == "Fn::GetAtt":
+                return self.getatt(arg[0], arg[1])
+            if key == "Fn::Sub":
+                if isinstance(arg, str):
+                    return self.sub(arg, {})
+                text, variables = arg
+                return self.sub(text, {k: self.resolve(v) for k, v in variables.items()})
+            if key == "Fn::Join":
+                delimiter, values = arg
+                values = self.resolve(values)
+                return delimiter.join(str(v) for v in values)
+            if key == "Fn::Split":
+                delimiter, value = arg
+                return self.resolve(value).split(delimiter)
+            if key == "Fn::If":
+                name, yes, no = arg
+                return self.resolve(yes if self.condition(name) else no)
+            if key == "Fn::Equals":
+                a, b = self.resolve(arg)
+                return a == b
+            if key == "Fn::Not":
+                return not self.resolve(arg[0])
+            if key == "Fn::And":
+                return all(self.resolve(arg))
+            if key == "Fn::Or":
+                return any(self.resolve(arg))
+            if key == "Fn::Select":
+                index, values = self.resolve(arg)
+                return values[int(index)]
+            if key.startswith("Fn::"):
+                raise NotImplementedError(key)
+        out = {}
+        for k, v in node.items():
+            value = self.resolve(v)
+            if value is not NO_VALUE:
+                out[k] = value
+        return out
+
+    def resources(self) -> dict[str, dict]:
+        """The template's resources whose condition holds, with properties resolved."""
+        result = {}
+        for logical, spec in self.template["Resources"].items():
+            if "Condition" in spec and not self.condition(spec["Condition"]):
+                continue
+            result[logical] = {
+                "Type": spec["Type"],
+                "Properties": self.resolve(spec.get("Properties", {})),
+            }
+        return result
+
+
+def synthetic_context(
+    template: dict, *, account: str, region: str, stack_name: str, parameters: dict[str, str]
+) -> Resolver:
+    """A Resolver for a template that is not deployed: physical ids and ARNs are made up the
+    way AWS shapes them, so the resolved policies can be checked as documents."""
+    resolver: Resolver
+
+    def physical(logical: str) -> str:
+        spec = template["Resources"][logical]
+        kind = spec["Type"]
+        props = spec.get("Properties", {})
+        if kind == "AWS::S3::Bucket":
+            return resolver.resolve(props["BucketName"]) if "BucketName" in props else f"{stack_name}-{logical.lower()}"
+        if kind == "AWS::SQS::Queue":
+            return f"https://sqs.{region}.amazonaws.com/{account}/{stack_name}-{logical}"
+        if kind == "AWS::Lambda::Function":
+            return resolver.resolve(props.get("FunctionName", f"{stack_name}-{logical}"))
+        if kind == "AWS::KMS::Key":
+            return "00000000-0000-0000-0000-000000000000"
+        if kind == "AWS::SNS::Topic":
+            return f"arn:aws:sns:{region}:{account}:{stack_name}-{logical}"
+        return f"{stack_name}-{logical}"
+
+    def getatt(logical: str, attr: str) -> str:
+        kind = template["Resources"][logical]["Type"]
+        pid = physical(logical)
+        if kind == "AWS::S3::Bucket" and attr == "Arn":
+            return f"arn:aws:s3:::{pid}"
+        if kind == "AWS::IAM::Role" and attr == "Arn":
+            return f"arn:aws:iam::{account}:role/{pid}"
+        if kind == "AWS::SQS::Queue" and attr == "Arn":
+            return f"arn:aws:sqs:{region}:{account}:{pid.rsplit('/', 1)[1]}"
+        if kind == "AWS::SQS::Queue" and attr == "QueueName":
+            return pid.rsplit("/", 1)[1]
+        if kind == "AWS::KMS::Key" and attr == "Arn":
+            return f"arn:aws:kms:{region}:{account}:key/{pid}"
+        if kind == "AWS::Lambda::Function" and attr == "Arn":
+            return f"arn:aws:lambda:{region}:{account}:function:{pid}"
+        if kind == "AWS::Events::Rule" and attr == "Arn":
+            return f"arn:aws:events:{region}:{account}:rule/{pid}"
+        raise KeyError(f"{logical}.{attr}")
+
+    class Refs(dict):
+        def __missing__(self, logical: str) -> str:
+            return physical(logical)
+
+    resolver = Resolver(
+        template, parameters, account=account, region=region, stack_name=stack_name,
+        ref=Refs(), getatt=getatt,
+    )
+    return resolver
+
+
+def deployed_context(session: Any, template: dict, stack_name: str, parameters: dict[str, str]) -> Resolver:
+    """A Resolver whose references are the physical resources of a deployed stack."""
+    cfn = session.client("cloudformation")
+    account = session.client("sts").get_caller_identity()["Account"]
+    summaries = cfn.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
+    physical = {s["LogicalResourceId"]: s.get("PhysicalResourceId", "") for s in summaries}
+    resolver_partition = "aws-cn" if session.region_name.startswith("cn-") else (
+        "aws-us-gov" if session.region_name.startswith("us-gov-") else "aws")
+
+    def getatt(logical: str, attr: str) -> str:
+        kind = template["Resources"][logical]["Type"]
+        pid = physical[logical]
+        if kind == "AWS::S3::Bucket" and attr == "Arn":
+            return f"arn:aws:s3:::{pid}"
+        if kind == "AWS::IAM::Role" and attr == "Arn":
+            return session.client("iam").get_role(RoleName=pid)["Role"]["Arn"]
+        if kind == "AWS::SQS::Queue" and attr in ("Arn", "QueueName"):
+            arn = session.client("sqs").get_queue_attributes(QueueUrl=pid, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            return arn if attr == "Arn" else arn.rsplit(":", 1)[1]
+        if kind == "AWS::KMS::Key" and attr == "Arn":
+            # Built, not described: moto 5.2 answers DescribeKey on a key made by CloudFormation
+            # with a server error.
+            return f"arn:{resolver_partition}:kms:{session.region_name}:{account}:key/{pid}"
+        if kind == "AWS::Lambda::Function" and attr == "Arn":
+            return session.client("lambda").get_function(FunctionName=pid)["Configuration"]["FunctionArn"]
+        if kind == "AWS::Events::Rule" and attr == "Arn":
+            return session.client("events").describe_rule(Name=pid)["Arn"]
+        raise KeyError(f"{logical}.{attr}")
+
+    return Resolver(
+        template, parameters, account=account, region=session.region_name,
+        stack_name=stack_name, ref=physical, getatt=getatt,
+    )
+
+
+# --------------------------------------------------------------------------- local (moto)
+def apply_moto_skips(session: Any, resolver: Resolver) -> dict[str, list[str]]:
+    """Applies, with the API, what moto's CloudFormation left out of a deployed stack, from the
+    same resolved template values. Returns what was applied and what was left out, by kind."""
+    s3 = session.client("s3")
+    report: dict[str, list[str]] = {"applied": [], "left_out": []}
+    resources = resolver.resources()
+    for logical, res in resources.items():
+        props = res["Properties"]
+        if res["Type"] == "AWS::S3::Bucket":
+            bucket = resolver.ref[logical]
+            if "BucketEncryption" in props:
+                s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=_encryption(props["BucketEncryption"]))
+                report["applied"].append(f"{logical}.BucketEncryption")
+            if "VersioningConfiguration" in props:
+                s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": props["VersioningConfiguration"]["Status"]})
+                report["applied"].append(f"{logical}.VersioningConfiguration")
+            if "ObjectLockConfiguration" in props:
+                rule = props["ObjectLockConfiguration"]["Rule"]["DefaultRetention"]
+                retention = {"Mode": rule["Mode"]}
+                retention.update({k: int(rule[k]) for k in ("Days", "Years") if k in rule})
+                s3.put_object_lock_configuration(
+                    Bucket=bucket,
+                    ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": retention}},
+                )
+                report["applied"].append(f"{logical}.ObjectLockConfiguration")
+            if "PublicAccessBlockConfiguration" in props:
+                s3.put_public_access_block(
+                    Bucket=bucket,
+                    PublicAccessBlockConfiguration={k: bool(v) for k, v in props["PublicAccessBlockConfiguration"].items()},
+                )
+                report["applied"].append(f"{logical}.PublicAccessBlockConfiguration")
+            if "OwnershipControls" in props:
+                s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=props["OwnershipControls"])
+                report["applied"].append(f"{logical}.OwnershipControls")
+            if "LifecycleConfiguration" in props:
+                rules = []
+                for rule in props["LifecycleConfiguration"]["Rules"]:
+                    out = {"ID": rule["Id"], "Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
+                    if "AbortIncompleteMultipartUpload" in rule:
+                        days = int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+                        out["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": days}
+                    rules.append(out)
+                s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
+                report["applied"].append(f"{logical}.LifecycleConfiguration")
+            if "NotificationConfiguration" in props:
+                queues = [
+                    {"QueueArn": q["Queue"], "Events": [q["Event"]]}
+                    for q in props["NotificationConfiguration"].get("QueueConfigurations", [])
+                ]
+                s3.put_bucket_notification_configuration(
+                    Bucket=bucket, NotificationConfiguration={"QueueConfigurations": queues}
+                )
+                report["applied"].append(f"{logical}.NotificationConfiguration")
+        elif res["Type"] == "AWS::IAM::Role":
+            iam = session.client("iam")
+            for policy in props.get("Policies", []):
+                iam.put_role_policy(
+                    RoleName=resolver.ref[logical], PolicyName=policy["PolicyName"],
+                    PolicyDocument=json.dumps(policy["PolicyDocument"]),
+                )
+            report["applied"].append(f"{logical}.Policies")
+        elif res["Type"] == "AWS::S3::BucketPolicy":
+            policy = dict(props["PolicyDocument"])
+            kept = []
+            for statement in policy["Statement"]:
+                if statement.get("Sid") in MOTO_UNEVALUABLE_STATEMENTS:
+                    report["left_out"].append(f"{logical}.{statement['Sid']}")
+                else:
+                    kept.append(statement)
+            policy["Statement"] = kept
+            s3.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(policy))
+            report["applied"].append(logical)
+        elif res["Type"] == "AWS::SQS::QueuePolicy":
+            for url in props["Queues"]:
+                session.client("sqs").set_queue_attributes(
+                    QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
+                )
+            report["applied"].append(logical)
+        elif res["Type"] == "AWS::CloudWatch::Alarm":
+            alarm = {k: v for k, v in props.items()}
+            for number in ("Period", "EvaluationPeriods"):
+                alarm[number] = int(alarm[number])
+            alarm["Threshold"] = float(alarm["Threshold"])
+            alarm.setdefault("AlarmName", f"{resolver.stack_name}-{logical}")
+            session.client("cloudwatch").put_metric_alarm(**alarm)
+            report["applied"].append(logical)
+    return report
+
+
+def _encryption(props: dict) -> dict:
+    rules = []
+    for rule in props["ServerSideEncryptionConfiguration"]:
+        default = rule["ServerSideEncryptionByDefault"]
+        out: dict[str, Any] = {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": default["SSEAlgorithm"]}}
+        if "KMSMasterKeyID" in default:
+            out["ApplyServerSideEncryptionByDefault"]["KMSMasterKeyID"] = default["KMSMasterKeyID"]
+        if "BucketKeyEnabled" in rule:
+            out["BucketKeyEnabled"] = bool(rule["BucketKeyEnabled"])
+        rules.append(out)
+    return {"Rules": rules}
+
+
+def dummy_function_zip() -> bytes:
+    """A zip moto accepts as Lambda code; moto cannot run Lambdas anyway."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\necho 'placeholder: build with make build' >&2\nexit 1\n")
+    return buf.getvalue()
+
+
+def wait_for_stack(cfn: Any, stack_name: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+        if not stack["StackStatus"].endswith("_IN_PROGRESS"):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"stack {stack_name} still {stack['StackStatus']}")
+        time.sleep(0.2)
+    if stack["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+        failures = [
+            f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason')}"
+            for e in cfn.describe_stack_events(StackName=stack_name)["StackEvents"]
+            if e["ResourceStatus"].endswith("FAILED")
+        ]
+        raise RuntimeError(f"stack {stack_name} is {stack['StackStatus']}: {failures}")
+    return stack
+
+
+def outputs_of(stack: dict) -> dict[str, str]:
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def create_or_update_stack(session: Any, stack_name: str, template_path: Path, parameters: dict[str, str]) -> dict:
+    cfn = session.client("cloudformation")
+    args = dict(
+        StackName=stack_name,
+        TemplateBody=template_path.read_text(),
+        Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM"],
+    )
+    try:
+        cfn.describe_stacks(StackName=stack_name)
+        exists = True
+    except cfn.exceptions.ClientError:
+        exists = False
+    if exists:
+        try:
+            cfn.update_stack(**args)
+        except cfn.exceptions.ClientError as e:
+            if "No updates are to be performed" not in str(e):
+                raise
+    else:
+        cfn.create_stack(**args)
+    return wait_for_stack(cfn, stack_name)
+
+
+def deploy_local_stacks(
+    session: Any,
+    *,
+    stack_name: str = "lifeboat",
+    source_buckets: list[str],
+    backup_bucket: str = "lifeboat-backup",
+    code_bucket: str = "lifeboat-artifacts",
+    backup_parameters: dict[str, str] | None = None,
+    source_parameters: dict[str, str] | None = None,
+    zips: dict[str, bytes] | None = None,
+) -> dict[str, Any]:
+    """Deploys the backup stack and one source stack per bucket (single account) into moto,
+    then applies what moto skipped. Returns the stacks' outputs, resolvers and skip reports."""
+    s3 = session.client("s3")
+    try:
+        s3.head_bucket(Bucket=code_bucket)
+    except s3.exceptions.ClientError:
+        s3.create_bucket(Bucket=code_bucket)
+    keys = {}
+    for name in FUNCTIONS:
+        body = (zips or {}).get(name) or dummy_function_zip()
+        keys[name] = f"lifeboat/{name}-{hashlib.sha256(body).hexdigest()[:16]}.zip"
+        s3.put_object(Bucket=code_bucket, Key=keys[name], Body=body)
+
+    backup_params = {
+        "SourceBucketNames": ",".join(source_buckets),
+        "BackupBucketName": backup_bucket,
+        "CodeBucket": code_bucket,
+        "ReplicateCodeKey": keys["replicate"],
+        "VerifyCodeKey": keys["verify"],
+        "RestoreCodeKey": keys["restore"],
+        # moto cannot run Lambdas: an enabled mapping makes it try (through Docker) on every
+        # message and push the events toward the dead-letter queue. Local runs drive the
+        # replicator from the queue themselves.
+        "ReplicationEnabled": "false",
+    }
+    backup_params.update(backup_parameters or {})
+    backup_template = load_template(BACKUP_TEMPLATE)
+    backup_stack = create_or_update_stack(session, stack_name, BACKUP_TEMPLATE, backup_params)
+    backup = deployed_context(session, backup_template, stack_name, backup_params)
+    result: dict[str, Any] = {
+        "backup": {"outputs": outputs_of(backup_stack), "resolver": backup, "parameters": backup_params},
+        "sources": [],
+    }
+    result["backup"]["skips"] = apply_moto_skips(session, backup)
+    outputs = result["backup"]["outputs"]
+
+    source_template = load_template(SOURCE_TEMPLATE)
+    for bucket in source_buckets:
+        params = {
+            "SourceBucketName": bucket,
+            "CreateSourceBucket": "true",
+            "EventsQueueArn": outputs["EventsQueueArn"],
+            "ReplicatorRoleArn": outputs["ReplicatorRoleArn"],
+            "VerifierRoleArn": outputs["VerifierRoleArn"],
+            "RestorerRoleArn": outputs["RestorerRoleArn"],
+        }
+        params.update(source_parameters or {})
+        name = f"{stack_name}-source-{bucket}"[:128]
+        stack = create_or_update_stack(session, name, SOURCE_TEMPLATE, params)
+        resolver = deployed_context(session, source_template, name, params)
+        skips = apply_moto_skips(session, resolver)
+        result["sources"].append(
+            {"stack_name": name, "outputs": outputs_of(stack), "resolver": resolver, "parameters": params, "skips": skips}
+        )
+    return result
+
+
+def moto_answers(endpoint: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def start_moto(endpoint: str, log_path: Path, pid_path: Path) -> int:
+    from urllib.parse import urlparse
+
+    url = urlparse(endpoint)
+    host, port = url.hostname or "127.0.0.1", url.port or 5000
+    moto = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [moto, "-H", host, "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    pid_path.write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + 30
+    while not moto_answers(endpoint):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"moto_server did not start on {endpoint}; see {log_path}")
+        time.sleep(0.2)
+    return proc.pid
+
+
+def local_session(endpoint: str, region: str) -> Any:
+    import boto3
+
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    return boto3.Session(
+        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
+        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
+        region_name=region,
+    )
+
+
+def cmd_deploy_local(args: argparse.Namespace) -> int:
+    endpoint = args.endpoint.rstrip("/")
+    if not moto_answers(endpoint):
+        if "127.0.0.1" not in endpoint and "localhost" not in endpoint:
+            print(f"nothing answers at {endpoint}, and it is not local: not starting moto there", file=sys.stderr)
+            return 1
+        pid = start_moto(endpoint, ROOT / "target" / "moto-server.log", ROOT / "target" / "moto-server.pid")
+        print(f"started moto_server (pid {pid}) on {endpoint}; stop it with: kill {pid}")
+    session = local_session(endpoint, args.region)
+    zips = {}
+    for name in FUNCTIONS:
+        path = ROOT / "dist" / f"{name}.zip"
+        if path.exists():
+            zips[name] = path.read_bytes()
+    result = deploy_local_stacks(
+        session,
+        stack_name=args.stack_name,
+        source_buckets=[b.strip() for b in args.source_buckets.split(",") if b.strip()],
+        backup_bucket=args.backup_bucket,
+    )
+    out = result["backup"]["outputs"]
+    print(f"deployed stack {args.stack_name} and {len(result['sources'])} source stack(s) into {endpoint}")
+    for item in [result["backup"]] + result["sources"]:
+        for what in item["skips"]["applied"]:
+            print(f"  applied with the API (moto skips it in CloudFormation): {what}")
+        for what in item["skips"]["left_out"]:
+            print(f"  left out (moto cannot evaluate it; checked on the document): {what}")
+    print("environment for the lifeboat CLI:")
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": args.region,
+        "LIFEBOAT_BACKUP_BUCKET": out["BackupBucketName"],
+        "LIFEBOAT_SOURCE_BUCKETS": args.source_buckets,
+        "LIFEBOAT_QUEUE_URL": out["EventsQueueUrl"],
+    }
+    for k, v in env.items():
+        print(f"export {k}={v}")
+    return 0
+
+
+# --------------------------------------------------------------------------- real AWS (CLI)
+def aws_cli(args: list[str], profile: str | None, region: str, capture: bool = False) -> str:
+    aws = shutil.which("aws")
+    if not aws:
+        raise SystemExit("the AWS CLI is not installed: pip install awscli (or install AWS CLI v2)")
+    cmd = [aws, *args, "--region", region]
+    if profile:
+        cmd += ["--profile", profile]
+    print("+ " + " ".join(cmd), flush=True)
+    done = subprocess.run(cmd, check=False, text=True, capture_output=capture)
+    if done.returncode != 0:
+        if capture:
+            sys.stderr.write(done.stderr)
+        raise SystemExit(f"aws {' '.join(args[:2])} failed ({done.returncode})")
+    return done.stdout if capture else ""
+
+
+def merged_notification(existing: dict, queue_arn: str) -> dict:
+    """Adds Lifeboat's created/removed events for `queue_arn` to a bucket's notification
+    configuration, keeping everything else. Idempotent."""
+    config = {k: v for k, v in existing.items() if k != "ResponseMetadata"}
+    queues = [q for q in config.get("QueueConfigurations", []) if q.get("QueueArn") != queue_arn]
+    queues.append({"Id": "lifeboat", "QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]})
+    config["QueueConfigurations"] = queues
+    return config
+
+
+def cmd_attach_notification(args: argparse.Namespace) -> int:
+    current = aws_cli(
+        ["s3api", "get-bucket-notification-configuration", "--bucket", args.bucket, "--output", "json"],
+        args.profile, args.region, capture=True,
+    )
+    config = merged_notification(json.loads(current or "{}"), args.queue_arn)
+    aws_cli(
+        ["s3api", "put-bucket-notification-configuration", "--bucket", args.bucket,
+         "--notification-configuration", json.dumps(config)],
+        args.profile, args.region,
+    )
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    path = Path(args.params)
+    if not path.exists():
+        raise SystemExit(f"{path} not found: cp infra/params.example.json {path} and fill it in (see infra/README.md)")
+    params = json.loads(path.read_text())
+    region = params["region"]
+    backup = params["backup"]
+    profile = backup.get("profile")
+    artifacts = params["artifact_bucket"]
+    missing = [n for n in FUNCTIONS if not (ROOT / "dist" / f"{n}.zip").exists()]
+    if missing:
+        raise SystemExit(f"dist/{missing[0]}.zip is missing: run make build first")
+
+    # Package: content-addressed keys, so a changed zip changes the template and updates code.
+    try:
+        aws_cli(["s3api", "head-bucket", "--bucket", artifacts], profile, region, capture=True)
+    except SystemExit:
+        aws_cli(["s3", "mb", f"s3://{artifacts}"], profile, region)
+    keys = {}
+    for name in FUNCTIONS:
+        body = (ROOT / "dist" / f"{name}.zip").read_bytes()
+        keys[name] = f"lifeboat/{name}-{hashlib.sha256(body).hexdigest()[:16]}.zip"
+        aws_cli(["s3", "cp", str(ROOT / "dist" / f"{name}.zip"), f"s3://{artifacts}/{keys[name]}"], profile, region)
+
+    overrides = dict(backup["parameters"])
+    overrides.update({
+        "CodeBucket": artifacts,
+        "ReplicateCodeKey": keys["replicate"],
+        "VerifyCodeKey": keys["verify"],
+        "RestoreCodeKey": keys["restore"],
+    })
+    stack = backup["stack_name"]
+    aws_cli(
+        ["cloudformation", "deploy", "--template-file", str(BACKUP_TEMPLATE), "--stack-name", stack,
+         "--capabilities", "CAPABILITY_IAM", "--no-fail-on-empty-changeset",
+         "--parameter-overrides", *[f"{k}={v}" for k, v in overrides.items()]],
+        profile, region,
+    )
+    described = json.loads(aws_cli(
+        ["cloudformation", "describe-stacks", "--stack-name", stack, "--output", "json"], profile, region, capture=True,
+    ))
+    outputs = outputs_of(described["Stacks"][0])
+
+    for source in params.get("sources", []):
+        sp = dict(source["parameters"])
+        sp.update({k: outputs[k] for k in ("EventsQueueArn", "ReplicatorRoleArn", "VerifierRoleArn", "RestorerRoleArn")})
+        aws_cli(
+            ["cloudformation", "deploy", "--template-file", str(SOURCE_TEMPLATE), "--stack-name", source["stack_name"],
+             "--no-fail-on-empty-changeset",
+             "--parameter-overrides", *[f"{k}={v}" for k, v in sp.items()]],
+            source.get("profile"), region,
+        )
+        if sp.get("CreateSourceBucket", "false") != "true":
+            cmd_attach_notification(argparse.Namespace(
+                bucket=sp["SourceBucketName"], queue_arn=outputs["EventsQueueArn"],
+                profile=source.get("profile"), region=region,
+            ))
+    print(json.dumps(outputs, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("deploy", help="deploy both stacks to AWS with the AWS CLI")
+    p.add_argument("--params", default=str(INFRA / "params.json"))
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("deploy-local", help="deploy both stacks into a local moto server")
+    p.add_argument("--endpoint", default=os.environ.get("AWS_ENDPOINT_URL") or "http://127.0.0.1:5000")
+    p.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+    p.add_argument("--stack-name", default="lifeboat")
+    p.add_argument("--source-buckets", default="lifeboat-source")
+    p.add_argument("--backup-bucket", default="lifeboat-backup")
+    p.set_defaults(func=cmd_deploy_local)
+
+    p = sub.add_parser("attach-notification", help="add the Lifeboat queue to an existing bucket's notifications")
+    p.add_argument("--bucket", required=True)
+    p.add_argument("--queue-arn", required=True)
+    p.add_argument("--profile")
+    p.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+    p.set_defaults(func=cmd_attach_notification)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+//! Test support: the local AWS (moto in server mode), Delta tables written by the Python
+//! `deltalake` package, and helpers to feed S3 notifications from SQS into the handlers.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use aws_sdk_s3::types::{
+    BucketVersioningStatus, Event, NotificationConfiguration, QueueConfiguration,
+    VersioningConfiguration,
+};
+use serde_json::{json, Value};
+
+pub use lifeboat::s3::Clients;
+
+/// The repository root (the workspace), from this crate's manifest directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The project's virtualenv, made by `make setup`.
+pub fn venv_bin(tool: &str) -> PathBuf {
+    let path = repo_root().join(".venv/bin").join(tool);
+    assert!(
+        path.exists(),
+        "{} is missing: run `make setup` first",
+        path.display()
+    );
+    path
+}
+
+/// The shared Delta test tables (../shared/delta-test-data beside the repository).
+pub fn shared_tables() -> PathBuf {
+    repo_root().join("../shared/delta-test-data")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// A moto server on a free loopback port, stopped when dropped. Starting it points this
+/// process's AWS SDK environment at it (each nextest test runs in its own process).
+pub struct LocalAws {
+    child: Child,
+    pub endpoint: String,
+    pub clients: Clients,
+}
+
+impl LocalAws {
+    pub async fn start() -> Result<Self> {
+        let port = free_port();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("moto-{port}.log")))?;
+        let child = Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .context("starting moto_server")?;
+        // SAFETY of set_var: tests set it before any other thread reads the environment.
+        std::env::set_var("AWS_ENDPOINT_URL", &endpoint);
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::set_var("AWS_REGION", "us-east-1");
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        let clients = Clients::from_env().await;
+        let mut aws = LocalAws {
+            child,
+            endpoint,
+            clients,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if aws.clients.s3.list_buckets().send().await.is_ok() {
+                return Ok(aws);
+            }
+            if let Some(status) = aws.child.try_wait()? {
+                bail!("moto_server exited early with {status}");
+            }
+            if Instant::now() > deadline {
+                bail!("moto_server did not answer on {} within 60 s", aws.endpoint);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn s3(&self) -> &aws_sdk_s3::Client {
+        &self.clients.s3
+    }
+
+    pub fn sqs(&self) -> &aws_sdk_sqs::Client {
+        &self.clients.sqs
+    }
+
+    pub async fn create_bucket(&self, name: &str, versioned: bool) -> Result<()> {
+        self.s3().create_bucket().bucket(name).send().await?;
+        if versioned {
+            self.s3()
+                .put_bucket_versioning()
+                .bucket(name)
+                .versioning_configuration(
+                    VersioningConfiguration::builder()
+                        .status(BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Creates a queue and sends `bucket`'s created and removed notifications to it, as
+    /// `infra/` configures a source bucket. Returns the queue URL.
+    pub async fn notify_to_queue(&self, bucket: &str, queue: &str) -> Result<String> {
+        let url = self
+            .sqs()
+            .create_queue()
+            .queue_name(queue)
+            .send()
+            .await?
+            .queue_url()
+            .context("no queue url")?
+            .to_string();
+        let arn = format!("arn:aws:sqs:us-east-1:123456789012:{queue}");
+        self.s3()
+            .put_bucket_notification_configuration()
+            .bucket(bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .queue_configurations(
+                        QueueConfiguration::builder()
+                            .queue_arn(arn)
+                            .events(Event::from("s3:ObjectCreated:*"))
+                            .events(Event::from("s3:ObjectRemoved:*"))
+                            .build()?,
+                    )
+                    .build(),
+            )
+            .send()
+            .await?;
+        // S3 answers a new notification configuration with an s3:TestEvent; take it out so
+        // tests count only the events they cause (the handler's treatment of it is tested
+        // on its own).
+        let first = self.receive_all(&url).await?;
+        let handles: Vec<String> = first
+            .iter()
+            .filter_map(|m| m.receipt_handle().map(str::to_string))
+            .collect();
+        self.delete_messages(&url, &handles).await?;
+        Ok(url)
+    }
+
+    /// Receives every message now in the queue (until it stays empty), without deleting them.
+    pub async fn receive_all(&self, queue_url: &str) -> Result<Vec<aws_sdk_sqs::types::Message>> {
+        let mut all = Vec::new();
+        let mut empty_polls = 0;
+        while empty_polls < 2 {
+            let out = self
+                .sqs()
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(300)
+                .send()
+                .await?;
+            let messages = out.messages().to_vec();
+            if messages.is_empty() {
+                empty_polls += 1;
+            } else {
+                empty_polls = 0;
+                all.extend(messages);
+            }
+        }
+        Ok(all)
+    }
+
+    pub async fn delete_messages(&self, queue_url: &str, handles: &[String]) -> Result<()> {
+        for handle in handles {
+            self.sqs()
+                .delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(handle)
+                .send()
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn put(&self, bucket: &str, key: &str, body: impl Into<Vec<u8>>) -> Result<()> {
+        self.s3()
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.into().into())
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>> {
+        let out = self
+            .s3()
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await?;
+        Ok(out.body.collect().await?.into_bytes().to_vec())
+    }
+
+    pub async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .s3()
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            keys.extend(
+                page?
+                    .contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Number of versions S3 holds for exactly `key`.
+    pub async fn version_count(&self, bucket: &str, key: &str) -> Result<usize> {
+        let out = self
+            .s3()
+            .list_object_versions()
+            .bucket(bucket)
+            .prefix(key)
+            .send()
+            .await?;
+        Ok(out
+            .versions()
+            .iter()
+            .filter(|v| v.key() == Some(key))
+            .count())
+    }
+
+    /// Runs the Python Delta tool (tests/py/delta_tool.py) and parses its JSON output.
+    pub fn delta(&self, args: &[&str]) -> Result<Value> {
+        let script = repo_root().join("tests/py/delta_tool.py");
+        let out = Command::new(venv_bin("python"))
+            .arg(script)
+            .args(args)
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .output()
+            .context("running delta_tool.py")?;
+        if !out.status.success() {
+            bail!(
+                "delta_tool.py {:?} failed: {}",
+                args,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serde_json::from_slice(&out.stdout).context("delta_tool.py printed no JSON")
+    }
+}
+
+impl Drop for LocalAws {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wraps SQS messages into the event Lambda's SQS integration delivers.
+pub fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": {},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:lifeboat-events",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    json!({"Records": records})
+}
+
+/// The message ids a partial-batch response reports as failed.
+pub fn failed_ids(response: &Value) -> Vec<String> {
+    response["batchItemFailures"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter_map(|i| i["itemIdentifier"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A fixture file from tests/fixtures.
+pub fn fixture(name: &str) -> String {
+    let path = repo_root().join("tests/fixtures").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
