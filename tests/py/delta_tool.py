@@ -108,7 +108,44 @@ def cmd_compare(expected_uri, actual_uri, first="0", last="latest"):
     return {"compared": last + 1 - int(first), "differ": differ}
 
 
-COMMANDS = {"write": cmd_write, "append": cmd_append, "read": cmd_read, "compare": cmd_compare}
+def cmd_upload(directory, uri):
+    """Uploads a local directory tree to s3://bucket/prefix, keys relative to it, as-is."""
+    import boto3
+
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    count = 0
+    for folder, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(folder, name)
+            relative = os.path.relpath(path, directory).replace(os.sep, "/")
+            key = f"{prefix.rstrip('/')}/{relative}" if prefix else relative
+            with open(path, "rb") as body:
+                s3.put_object(Bucket=bucket, Key=key, Body=body.read())
+            count += 1
+    return {"uploaded": count}
+
+
+def cmd_live_counts(directory):
+    """For every version of a local table: its live file count by deltalake, and whether all
+    those files exist on disk; or why deltalake cannot open it."""
+    out = {}
+    try:
+        latest = DeltaTable(directory).version()
+    except Exception as e:
+        return {"error": str(e).splitlines()[0] if str(e) else type(e).__name__}
+    for version in range(0, latest + 1):
+        try:
+            uris = DeltaTable(directory, version=version).file_uris()
+        except Exception as e:
+            out[str(version)] = {"error": (str(e).splitlines() or [type(e).__name__])[0][:200]}
+            continue
+        present = all(os.path.exists(u.replace("file://", "", 1)) if u.startswith("file://") else os.path.exists(u) for u in uris)
+        out[str(version)] = {"count": len(uris), "all_present": present}
+    return {"latest": latest, "versions": out}
+
+
+COMMANDS = {"upload": cmd_upload, "live-counts": cmd_live_counts, "write": cmd_write, "append": cmd_append, "read": cmd_read, "compare": cmd_compare}
 
 if __name__ == "__main__":
     command, *args = sys.argv[1:]

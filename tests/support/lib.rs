@@ -317,3 +317,40 @@ pub fn fixture(name: &str) -> String {
     let path = repo_root().join("tests/fixtures").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// Every Delta table in ../shared/delta-test-data: (name relative to it, local directory).
+pub fn shared_delta_tables() -> Vec<(String, PathBuf)> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        if dir.join("_delta_log").is_dir() {
+            out.push(dir.to_path_buf());
+            return;
+        }
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry.path().is_dir() {
+                    walk(&entry.path(), out);
+                }
+            }
+        }
+    }
+    let root = shared_tables();
+    assert!(
+        root.is_dir(),
+        "{} is missing: ../shared must sit beside the repository",
+        root.display()
+    );
+    let mut dirs = Vec::new();
+    walk(&root, &mut dirs);
+    dirs.sort();
+    dirs.into_iter()
+        .map(|d| {
+            (
+                d.strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                d,
+            )
+        })
+        .collect()
+}

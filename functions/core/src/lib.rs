@@ -6,8 +6,10 @@
 pub mod backfill;
 pub mod config;
 pub mod copy;
+pub mod delta;
 pub mod error;
 pub mod events;
+pub mod history;
 pub mod keys;
 pub mod metrics;
 pub mod replicate;
