@@ -42,3 +42,6 @@ clean: ## remove build output
 	rm -rf dist
 
 -include infra/infra.mk
+
+bench: setup ## benchmarks (never part of make test): copy and verify against the request floor and s5cmd
+	bash bench/run.sh

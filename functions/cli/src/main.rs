@@ -13,6 +13,9 @@ use lifeboat::replicate::Replicator;
 use lifeboat::s3::{Clients, S3Store};
 use lifeboat::Config;
 
+mod restore_cmd;
+mod verify_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "lifeboat",
@@ -43,6 +46,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Restore points and findings for each table (exit 3 when a table has no restorable version).
+    Verify(verify_cmd::VerifyArgs),
+    /// Plan (dry run) or carry out a restore: rollback, clone or repair.
+    Restore(restore_cmd::RestoreArgs),
 }
 
 fn main() -> ExitCode {

@@ -13,9 +13,11 @@ pub mod history;
 pub mod keys;
 pub mod metrics;
 pub mod replicate;
+pub mod restore;
 pub mod s3;
 pub mod store;
 pub mod telemetry;
+pub mod verify;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! The restorer: plan and carry out rollback, clone and repair. (Being built.)
