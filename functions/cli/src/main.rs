@@ -134,6 +134,8 @@ async fn run(command: Command) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Verify(args) => verify_cmd::run(args).await,
+        Command::Restore(args) => restore_cmd::run(args).await,
     }
 }
 
