@@ -55,6 +55,7 @@ MOTO_SKIPPED_RESOURCE_TYPES = (
     "AWS::S3::BucketPolicy",
     "AWS::SQS::QueuePolicy",
     "AWS::CloudWatch::Alarm",
+    "AWS::SNS::Subscription",
 )
 # Moto's CloudFormation stores a role's inline policies as parsed objects, which its own IAM
 # enforcement cannot read (a server error on every request the role makes), and does not
@@ -430,6 +431,11 @@ def apply_moto_skips(session: Any, resolver: Resolver) -> dict[str, list[str]]:
                     QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
                 )
             report["applied"].append(logical)
+        elif res["Type"] == "AWS::SNS::Subscription":
+            session.client("sns").subscribe(
+                TopicArn=props["TopicArn"], Protocol=props["Protocol"], Endpoint=props["Endpoint"]
+            )
+            report["applied"].append(logical)
         elif res["Type"] == "AWS::CloudWatch::Alarm":
             alarm = {k: v for k, v in props.items()}
             for number in ("Period", "EvaluationPeriods"):
@@ -608,14 +614,37 @@ def start_moto(endpoint: str, log_path: Path, pid_path: Path) -> int:
     return proc.pid
 
 
-def local_session(endpoint: str, region: str) -> Any:
-    import boto3
+class LocalSession:
+    """The slice of boto3.Session the helpers use, bound to one endpoint and one set of
+    credentials (without touching the process environment)."""
 
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-    return boto3.Session(
-        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
-        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
-        region_name=region,
+    def __init__(self, endpoint: str, region: str = "us-east-1", credentials: dict[str, str] | None = None):
+        import boto3
+        from botocore.config import Config
+
+        self.endpoint = endpoint
+        self.region_name = region
+        self.credentials = credentials or {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+        self._boto3 = boto3
+        self._config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2, "mode": "standard"})
+
+    def client(self, service: str) -> Any:
+        return self._boto3.client(
+            service, endpoint_url=self.endpoint, region_name=self.region_name,
+            config=self._config, **self.credentials,
+        )
+
+    def with_credentials(self, credentials: dict[str, str]) -> "LocalSession":
+        return LocalSession(self.endpoint, self.region_name, credentials)
+
+
+def local_session(endpoint: str, region: str) -> LocalSession:
+    return LocalSession(
+        endpoint, region,
+        {
+            "aws_access_key_id": os.environ.get("AWS_ACCESS_KEY_ID", "test"),
+            "aws_secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
+        },
     )
 
 

@@ -208,9 +208,12 @@ def receive_all(sqs, url: str, want: int, timeout: float = 10) -> list[dict]:
 def test_object_events_from_every_source_bucket_reach_the_queue(admin, deployed):
     s3, sqs = admin.client("s3"), admin.client("sqs")
     url = deployed["backup"]["outputs"]["EventsQueueUrl"]
+    versions = {}
     for bucket in SOURCES:
-        s3.put_object(Bucket=bucket, Key="sales/_delta_log/00000000000000000000.json", Body=b"{}")
-    s3.delete_object(Bucket="lake-a", Key="sales/_delta_log/00000000000000000000.json")
+        put = s3.put_object(Bucket=bucket, Key="sales/_delta_log/00000000000000000000.json", Body=b"{}")
+        versions[bucket] = put["VersionId"]
+    # A permanent delete (moto sends no event for a delete marker, ObjectRemoved:DeleteMarkerCreated).
+    s3.delete_object(Bucket="lake-a", Key="sales/_delta_log/00000000000000000000.json", VersionId=versions["lake-a"])
     records = receive_all(sqs, url, want=3)
     seen = sorted((r["s3"]["bucket"]["name"], r["eventName"].split(":")[0]) for r in records)
     assert seen == [("lake-a", "ObjectCreated"), ("lake-a", "ObjectRemoved"), ("lake-b", "ObjectCreated")]
