@@ -600,6 +600,7 @@ def start_moto(endpoint: str, log_path: Path, pid_path: Path) -> int:
     host, port = url.hostname or "127.0.0.1", url.port or 5000
     moto = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    pid_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [moto, "-H", host, "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
@@ -654,7 +655,8 @@ def cmd_deploy_local(args: argparse.Namespace) -> int:
         if "127.0.0.1" not in endpoint and "localhost" not in endpoint:
             print(f"nothing answers at {endpoint}, and it is not local: not starting moto there", file=sys.stderr)
             return 1
-        pid = start_moto(endpoint, ROOT / "target" / "moto-server.log", ROOT / "target" / "moto-server.pid")
+        state = Path(args.state_dir)
+        pid = start_moto(endpoint, state / "moto-server.log", state / "moto-server.pid")
         print(f"started moto_server (pid {pid}) on {endpoint}; stop it with: kill {pid}")
     session = local_session(endpoint, args.region)
     zips = {}
@@ -729,6 +731,25 @@ def cmd_attach_notification(args: argparse.Namespace) -> int:
     return 0
 
 
+# Parameters `deploy` fills in itself: code locations, and the backup stack's outputs.
+BACKUP_PARAMETERS_FROM_TOOL = {"CodeBucket", "ReplicateCodeKey", "VerifyCodeKey", "RestoreCodeKey"}
+SOURCE_PARAMETERS_FROM_TOOL = {"EventsQueueArn", "ReplicatorRoleArn", "VerifierRoleArn", "RestorerRoleArn"}
+
+
+def parameter_problems(template_path: Path, given: dict[str, str], from_tool: set[str]) -> list[str]:
+    """What is wrong with a params-file section for a template: unknown names, names the tool
+    sets itself, required parameters left out."""
+    declared = load_template(template_path).get("Parameters", {})
+    problems = [f"unknown parameter {k} (not in {template_path.name})" for k in given if k not in declared]
+    problems += [f"parameter {k} is set by make deploy, leave it out" for k in given if k in from_tool]
+    problems += [
+        f"required parameter {k} ({spec.get('Description', '').strip()}) is missing"
+        for k, spec in declared.items()
+        if "Default" not in spec and k not in given and k not in from_tool
+    ]
+    return problems
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     path = Path(args.params)
     if not path.exists():
@@ -738,6 +759,17 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     backup = params["backup"]
     profile = backup.get("profile")
     artifacts = params["artifact_bucket"]
+    problems = parameter_problems(
+        BACKUP_TEMPLATE, {k: v for k, v in backup["parameters"].items() if not k.startswith("_")},
+        BACKUP_PARAMETERS_FROM_TOOL,
+    )
+    for source in params.get("sources", []):
+        problems += parameter_problems(
+            SOURCE_TEMPLATE, {k: v for k, v in source["parameters"].items() if not k.startswith("_")},
+            SOURCE_PARAMETERS_FROM_TOOL,
+        )
+    if problems:
+        raise SystemExit(f"{path}:\n  " + "\n  ".join(problems))
     missing = [n for n in FUNCTIONS if not (ROOT / "dist" / f"{n}.zip").exists()]
     if missing:
         raise SystemExit(f"dist/{missing[0]}.zip is missing: run make build first")
@@ -753,7 +785,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         keys[name] = f"lifeboat/{name}-{hashlib.sha256(body).hexdigest()[:16]}.zip"
         aws_cli(["s3", "cp", str(ROOT / "dist" / f"{name}.zip"), f"s3://{artifacts}/{keys[name]}"], profile, region)
 
-    overrides = dict(backup["parameters"])
+    overrides = {k: v for k, v in backup["parameters"].items() if not k.startswith("_")}
     overrides.update({
         "CodeBucket": artifacts,
         "ReplicateCodeKey": keys["replicate"],
@@ -773,7 +805,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     outputs = outputs_of(described["Stacks"][0])
 
     for source in params.get("sources", []):
-        sp = dict(source["parameters"])
+        sp = {k: v for k, v in source["parameters"].items() if not k.startswith("_")}
         sp.update({k: outputs[k] for k in ("EventsQueueArn", "ReplicatorRoleArn", "VerifierRoleArn", "RestorerRoleArn")})
         aws_cli(
             ["cloudformation", "deploy", "--template-file", str(SOURCE_TEMPLATE), "--stack-name", source["stack_name"],
@@ -804,6 +836,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stack-name", default="lifeboat")
     p.add_argument("--source-buckets", default="lifeboat-source")
     p.add_argument("--backup-bucket", default="lifeboat-backup")
+    p.add_argument("--state-dir", default=str(ROOT / "target"), help="where a started moto_server's pid and log go")
     p.set_defaults(func=cmd_deploy_local)
 
     p = sub.add_parser("attach-notification", help="add the Lifeboat queue to an existing bucket's notifications")

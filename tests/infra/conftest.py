@@ -67,7 +67,10 @@ class MotoServer:
         """IAM enforcement: `0` requests without auth means enforce from the next request on;
         `inf` switches it off again."""
         body = b"0" if enforce else b"inf"
-        req = urllib.request.Request(f"{self.endpoint}/moto-api/reset-auth", data=body, method="POST")
+        req = urllib.request.Request(
+            f"{self.endpoint}/moto-api/reset-auth", data=body, method="POST",
+            headers={"Content-Type": "application/octet-stream"},
+        )
         with urllib.request.urlopen(req, timeout=5) as resp:
             assert resp.status == 200
 
