@@ -16,7 +16,8 @@ use md5::{Digest, Md5};
 use crate::error::{Error, Result};
 use crate::keys::encode_copy_source;
 use crate::store::{
-    bare_etag, CopyResult, ListPage, ObjectInfo, PutResult, SourcePin, Store, WriteOptions,
+    bare_etag, CopyResult, FolderPage, ListPage, ObjectInfo, PutResult, SourcePin, Store,
+    WriteOptions,
 };
 
 /// AWS clients built once per process from the usual SDK environment (`AWS_REGION`,
@@ -256,6 +257,35 @@ impl Store for S3Store {
             None
         };
         Ok(ListPage { objects, next })
+    }
+
+    async fn list_folders(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<FolderPage> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .delimiter("/")
+            .set_continuation_token(continuation)
+            .send()
+            .await
+            .map_err(|err| s3_error("ListObjectsV2", bucket, prefix, err))?;
+        let folders = out
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix().map(str::to_string))
+            .collect();
+        let next = if out.is_truncated() == Some(true) {
+            out.next_continuation_token().map(str::to_string)
+        } else {
+            None
+        };
+        Ok(FolderPage { folders, next })
     }
 
     async fn copy_object(

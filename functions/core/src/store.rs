@@ -30,6 +30,14 @@ pub struct ListPage {
     pub next: Option<String>,
 }
 
+/// One page of the "folders" directly under a prefix (S3 common prefixes with delimiter `/`).
+#[derive(Debug, Default)]
+pub struct FolderPage {
+    /// Full prefixes, each ending in `/`.
+    pub folders: Vec<String>,
+    pub next: Option<String>,
+}
+
 /// Settings for an object Lifeboat writes.
 #[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
@@ -102,6 +110,35 @@ pub trait Store: Send + Sync {
         continuation: Option<String>,
     ) -> impl Future<Output = Result<ListPage>> + Send;
 
+    /// Lists one page of the folders directly under `prefix` (a delimiter listing), so a walk
+    /// over a bucket's folders does not list every object. The default lists every key under
+    /// `prefix` in one go and derives the folders; real stores override it.
+    fn list_folders(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> impl Future<Output = Result<FolderPage>> + Send {
+        async move {
+            let _ = continuation;
+            let mut folders: Vec<String> = list_all(self, bucket, prefix)
+                .await?
+                .into_iter()
+                .filter_map(|o| {
+                    let rest = o.key.strip_prefix(prefix)?;
+                    let end = rest.find('/')?;
+                    Some(format!("{prefix}{}", &rest[..=end]))
+                })
+                .collect();
+            folders.sort();
+            folders.dedup();
+            Ok(FolderPage {
+                folders,
+                next: None,
+            })
+        }
+    }
+
     /// Server-side CopyObject of a whole object, replacing its metadata with `options`.
     fn copy_object(
         &self,
@@ -154,7 +191,11 @@ pub trait Store: Send + Sync {
 }
 
 /// Lists every object under `prefix`, page by page.
-pub async fn list_all<S: Store>(store: &S, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>> {
+pub async fn list_all<S: Store + ?Sized>(
+    store: &S,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<ObjectInfo>> {
     let mut all = Vec::new();
     let mut continuation = None;
     loop {
