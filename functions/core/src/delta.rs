@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use delta_kernel::actions::deletion_vector::DeletionVectorDescriptor;
-use delta_kernel::arrow::array::{Array, AsArray, StructArray};
+use delta_kernel::arrow::array::{Array, ArrayRef, AsArray, MapArray, StructArray};
 use delta_kernel::arrow::compute::cast;
 use delta_kernel::arrow::datatypes::DataType;
 use delta_kernel::engine::arrow_data::ArrowEngineData;
@@ -320,6 +320,22 @@ impl KernelReader {
         table: &S3Location,
         version: Option<u64>,
     ) -> Result<(u64, Vec<LiveFile>)> {
+        let detail = self.snapshot(table, version)?;
+        let files = detail
+            .files
+            .into_iter()
+            .map(|f| LiveFile {
+                path: f.path,
+                size: f.size,
+                dv: f.dv_file,
+            })
+            .collect();
+        Ok((detail.version, files))
+    }
+
+    /// The snapshot of `table` at `version` (latest when `None`): its metadata and protocol
+    /// actions and every live file with the fields its `add` action carried. Blocking.
+    pub fn snapshot(&self, table: &S3Location, version: Option<u64>) -> Result<SnapshotDetail> {
         debug_assert_eq!(table.bucket, self.bucket);
         let root = table_url(table)?;
         let kernel = |e: delta_kernel::KernelError| Error::delta(table.to_string(), e.to_string());
@@ -328,6 +344,13 @@ impl KernelReader {
             builder = builder.at_version(v);
         }
         let snapshot = builder.build(self.engine.as_ref()).map_err(kernel)?;
+        let configuration = snapshot.table_configuration();
+        let metadata = serde_json::to_value(configuration.metadata())?;
+        let protocol = serde_json::to_value(configuration.protocol())?;
+        let in_commit_timestamps = snapshot
+            .table_properties()
+            .enable_in_commit_timestamps
+            .unwrap_or(false);
         let read_version = snapshot.version();
         let scan = snapshot.scan_builder().build().map_err(kernel)?;
         let mut files = Vec::new();
@@ -337,7 +360,111 @@ impl KernelReader {
             read_scan_rows(&root, data.record_batch(), &selection, &mut files)
                 .map_err(|reason| Error::delta(table.to_string(), reason))?;
         }
-        Ok((read_version, files))
+        Ok(SnapshotDetail {
+            version: read_version,
+            metadata,
+            protocol,
+            in_commit_timestamps,
+            files,
+        })
+    }
+}
+
+/// A snapshot as a restore needs it.
+#[derive(Debug, Clone)]
+pub struct SnapshotDetail {
+    pub version: u64,
+    /// The `metaData` action (as JSON).
+    pub metadata: Value,
+    /// The `protocol` action (as JSON).
+    pub protocol: Value,
+    pub in_commit_timestamps: bool,
+    pub files: Vec<FileEntry>,
+}
+
+/// A live file with what its `add` action said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileEntry {
+    /// The path as the log has it (URL-encoded, relative or absolute).
+    pub raw_path: String,
+    /// Relative to the table root, decoded (or an absolute URL outside it).
+    pub path: String,
+    pub size: u64,
+    pub modification_time: i64,
+    pub partition_values: serde_json::Map<String, Value>,
+    pub stats: Option<String>,
+    /// The deletion-vector descriptor, as JSON.
+    pub deletion_vector: Option<Value>,
+    pub dv_file: Option<DvFile>,
+    pub tags: Option<serde_json::Map<String, Value>>,
+    pub base_row_id: Option<i64>,
+    pub default_row_commit_version: Option<i64>,
+}
+
+impl FileEntry {
+    /// The logical file: its path and deletion vector (a file whose vector changed is another
+    /// logical file).
+    pub fn identity(&self) -> (String, Option<String>) {
+        (
+            self.raw_path.clone(),
+            self.deletion_vector.as_ref().map(|d| {
+                format!(
+                    "{}{}@{}",
+                    d["storageType"], d["pathOrInlineDv"], d["offset"]
+                )
+            }),
+        )
+    }
+
+    /// The `add` action that puts this file back (dataChange, as a RESTORE does).
+    pub fn add_action(&self) -> Value {
+        let mut add = serde_json::json!({
+            "path": self.raw_path,
+            "partitionValues": self.partition_values,
+            "size": self.size,
+            "modificationTime": self.modification_time,
+            "dataChange": true,
+        });
+        let object = add.as_object_mut().expect("object");
+        if let Some(stats) = &self.stats {
+            object.insert("stats".into(), Value::String(stats.clone()));
+        }
+        if let Some(dv) = &self.deletion_vector {
+            object.insert("deletionVector".into(), dv.clone());
+        }
+        if let Some(tags) = &self.tags {
+            object.insert("tags".into(), Value::Object(tags.clone()));
+        }
+        if let Some(id) = self.base_row_id {
+            object.insert("baseRowId".into(), id.into());
+        }
+        if let Some(v) = self.default_row_commit_version {
+            object.insert("defaultRowCommitVersion".into(), v.into());
+        }
+        serde_json::json!({ "add": add })
+    }
+
+    /// The `remove` action that takes this file out of the table.
+    pub fn remove_action(&self, deletion_timestamp: i64) -> Value {
+        let mut remove = serde_json::json!({
+            "path": self.raw_path,
+            "deletionTimestamp": deletion_timestamp,
+            "dataChange": true,
+            "extendedFileMetadata": true,
+            "partitionValues": self.partition_values,
+            "size": self.size,
+        });
+        let object = remove.as_object_mut().expect("object");
+        if let Some(dv) = &self.deletion_vector {
+            object.insert("deletionVector".into(), dv.clone());
+        }
+        if let Some(id) = self.base_row_id {
+            object.insert("baseRowId".into(), id.into());
+        }
+        if let Some(v) = self.default_row_commit_version {
+            object.insert("defaultRowCommitVersion".into(), v.into());
+        }
+        serde_json::json!({ "remove": remove })
     }
 }
 
@@ -357,11 +484,41 @@ fn integers(array: &dyn Array) -> std::result::Result<Vec<Option<i64>>, String> 
         .collect())
 }
 
+/// A `map<string, string>` column as JSON objects, one per row (None where null).
+fn string_maps(
+    array: Option<&ArrayRef>,
+) -> std::result::Result<Vec<Option<serde_json::Map<String, Value>>>, String> {
+    let Some(array) = array else {
+        return Ok(Vec::new());
+    };
+    let Some(map) = array.as_any().downcast_ref::<MapArray>() else {
+        return Err("expected a map column".into());
+    };
+    let keys = strings(map.keys().as_ref())?;
+    let values = strings(map.values().as_ref())?;
+    let offsets = map.value_offsets();
+    Ok((0..map.len())
+        .map(|row| {
+            (!map.is_null(row)).then(|| {
+                (offsets[row] as usize..offsets[row + 1] as usize)
+                    .filter_map(|i| {
+                        let key = keys[i].clone()?;
+                        Some((
+                            key,
+                            values[i].clone().map(Value::String).unwrap_or(Value::Null),
+                        ))
+                    })
+                    .collect()
+            })
+        })
+        .collect())
+}
+
 fn read_scan_rows(
     root: &Url,
     batch: &delta_kernel::arrow::array::RecordBatch,
     selection: &[bool],
-    files: &mut Vec<LiveFile>,
+    files: &mut Vec<FileEntry>,
 ) -> std::result::Result<(), String> {
     let column = |name: &str| {
         batch
@@ -371,6 +528,8 @@ fn read_scan_rows(
     };
     let paths = strings(column("path")?.as_ref())?;
     let sizes = integers(column("size")?.as_ref())?;
+    let times = integers(column("modificationTime")?.as_ref())?;
+    let stats = strings(column("stats")?.as_ref())?;
     let dv_column = column("deletionVector")?;
     let dv = dv_column
         .as_any()
@@ -386,28 +545,59 @@ fn read_scan_rows(
     let offsets = integers(dv_field("offset")?.as_ref())?;
     let dv_sizes = integers(dv_field("sizeInBytes")?.as_ref())?;
     let cardinality = integers(dv_field("cardinality")?.as_ref())?;
+    let constants_column = column("fileConstantValues")?;
+    let constants = constants_column
+        .as_any()
+        .downcast_ref::<StructArray>()
+        .ok_or("fileConstantValues is not a struct")?;
+    let partition_values = string_maps(constants.column_by_name("partitionValues"))?;
+    let tags = string_maps(constants.column_by_name("tags"))?;
+    let base_row_ids = match constants.column_by_name("baseRowId") {
+        Some(c) => integers(c.as_ref())?,
+        None => Vec::new(),
+    };
+    let row_commit_versions = match constants.column_by_name("defaultRowCommitVersion") {
+        Some(c) => integers(c.as_ref())?,
+        None => Vec::new(),
+    };
     for row in 0..batch.num_rows() {
         if !selection.get(row).copied().unwrap_or(true) {
             continue;
         }
         let Some(path) = &paths[row] else { continue };
-        let dv = match (dv.is_null(row), &storage[row], &path_or_inline[row]) {
-            (false, Some(storage), Some(inline)) => {
-                let descriptor = serde_json::json!({
-                    "storageType": storage,
-                    "pathOrInlineDv": inline,
-                    "offset": offsets[row],
-                    "sizeInBytes": dv_sizes[row].unwrap_or(0),
-                    "cardinality": cardinality[row].unwrap_or(0),
-                });
-                dv_file(root, &descriptor).map_err(|e| e.to_string())?
-            }
-            _ => None,
-        };
-        files.push(LiveFile {
+        let (deletion_vector, dv_file_needed) =
+            match (dv.is_null(row), &storage[row], &path_or_inline[row]) {
+                (false, Some(storage), Some(inline)) => {
+                    let mut descriptor = serde_json::json!({
+                        "storageType": storage,
+                        "pathOrInlineDv": inline,
+                        "sizeInBytes": dv_sizes[row].unwrap_or(0),
+                        "cardinality": cardinality[row].unwrap_or(0),
+                    });
+                    if let Some(offset) = offsets[row] {
+                        descriptor["offset"] = offset.into();
+                    }
+                    let file = dv_file(root, &descriptor).map_err(|e| e.to_string())?;
+                    (Some(descriptor), file)
+                }
+                _ => (None, None),
+            };
+        files.push(FileEntry {
+            raw_path: path.clone(),
             path: resolve_action_path(root, path),
             size: sizes[row].unwrap_or(0).max(0) as u64,
-            dv,
+            modification_time: times[row].unwrap_or(0),
+            partition_values: partition_values
+                .get(row)
+                .cloned()
+                .flatten()
+                .unwrap_or_default(),
+            stats: stats[row].clone(),
+            deletion_vector,
+            dv_file: dv_file_needed,
+            tags: tags.get(row).cloned().flatten(),
+            base_row_id: base_row_ids.get(row).copied().flatten(),
+            default_row_commit_version: row_commit_versions.get(row).copied().flatten(),
         });
     }
     Ok(())
