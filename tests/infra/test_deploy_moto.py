@@ -230,3 +230,51 @@ def test_redeploying_is_an_update_that_keeps_everything(admin, deployed):
     )
     assert again["backup"]["outputs"] == deployed["backup"]["outputs"]
     assert admin.client("s3").get_object_lock_configuration(Bucket=BACKUP)["ObjectLockConfiguration"]["ObjectLockEnabled"] == "Enabled"
+
+
+def test_two_account_variant_deploys_from_the_same_templates(admin):
+    """Backup stack in this account, source stack in another (moto keeps accounts apart by
+    credentials). moto does not deliver a notification across accounts, so delivery is shown in
+    the single-account test above and the cross-account queue policy is checked here and on the
+    document."""
+    source_account = "111111111111"
+    creds = admin.client("sts").assume_role(
+        RoleArn=f"arn:aws:iam::{source_account}:role/lake-admin", RoleSessionName="deploy-source")["Credentials"]
+    lake_admin = admin.with_credentials({
+        "aws_access_key_id": creds["AccessKeyId"], "aws_secret_access_key": creds["SecretAccessKey"],
+        "aws_session_token": creds["SessionToken"]})
+    assert lake_admin.client("sts").get_caller_identity()["Account"] == source_account
+
+    backup = infra.deploy_local_stacks(
+        admin, stack_name="lifeboat-x", source_buckets=[], backup_bucket="lifeboat-backup-x",
+        backup_parameters={"SourceBucketNames": "lake-x", "SourceAccountId": source_account},
+    )
+    out = backup["backup"]["outputs"]
+    params = {
+        "SourceBucketName": "lake-x", "CreateSourceBucket": "true", "EventsQueueArn": out["EventsQueueArn"],
+        "ReplicatorRoleArn": out["ReplicatorRoleArn"], "VerifierRoleArn": out["VerifierRoleArn"],
+        "RestorerRoleArn": out["RestorerRoleArn"],
+    }
+    stack = infra.create_or_update_stack(lake_admin, "lifeboat-source-lake-x", infra.SOURCE_TEMPLATE, params)
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    source = infra.deployed_context(lake_admin, infra.load_template(infra.SOURCE_TEMPLATE), "lifeboat-source-lake-x", params)
+    infra.apply_moto_skips(lake_admin, source)
+
+    # The bucket lives in the source account only, notifying the backup account's queue...
+    assert "lake-x" in [b["Name"] for b in lake_admin.client("s3").list_buckets()["Buckets"]]
+    assert "lake-x" not in [b["Name"] for b in admin.client("s3").list_buckets()["Buckets"]]
+    (queue,) = lake_admin.client("s3").get_bucket_notification_configuration(Bucket="lake-x")["QueueConfigurations"][:1]
+    assert queue["QueueArn"] == out["EventsQueueArn"] and out["EventsQueueArn"].split(":")[4] == "123456789012"
+    # ...whose policy accepts events from that account's bucket,
+    attrs = admin.client("sqs").get_queue_attributes(QueueUrl=out["EventsQueueUrl"], AttributeNames=["Policy"])["Attributes"]
+    condition = json.loads(attrs["Policy"])["Statement"][0]["Condition"]
+    assert condition == {"ArnLike": {"aws:SourceArn": ["arn:aws:s3:::lake-x"]}, "StringEquals": {"aws:SourceAccount": source_account}}
+    # ...and the bucket policy lets the backup account's roles in.
+    policy = json.loads(lake_admin.client("s3").get_bucket_policy(Bucket="lake-x")["Policy"])
+    principals = {p for s in policy["Statement"] for p in infra_as_list(s["Principal"]["AWS"])}
+    assert principals == {out["ReplicatorRoleArn"], out["VerifierRoleArn"], out["RestorerRoleArn"]}
+    assert all(p.split(":")[4] == "123456789012" for p in principals)
+
+
+def infra_as_list(value):
+    return value if isinstance(value, list) else [value]

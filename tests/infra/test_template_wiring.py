@@ -1,0 +1,144 @@
+"""The backup template's production wiring, with default parameters: what a local deployment
+changes (the paused event source mapping) or what moto drops (architectures, deletion
+policies) is checked here on the document."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import lifeboat_infra as infra
+from iam_model import Principal, decide, role_policies
+
+ACCOUNT = "222222222222"
+REGION = "eu-west-1"
+DESIGN_VARIABLES = {
+    "LIFEBOAT_BACKUP_BUCKET", "LIFEBOAT_BACKUP_PREFIX", "LIFEBOAT_SOURCE_BUCKETS", "LIFEBOAT_INCLUDE_PREFIXES",
+    "LIFEBOAT_EXCLUDE_PATTERNS", "LIFEBOAT_MULTIPART_THRESHOLD_BYTES", "LIFEBOAT_PART_SIZE_BYTES",
+    "LIFEBOAT_COPY_CONCURRENCY", "LIFEBOAT_STORAGE_CLASS", "LIFEBOAT_KMS_KEY_ID", "LIFEBOAT_QUEUE_URL", "LIFEBOAT_TABLES",
+}
+
+
+@pytest.fixture(scope="module")
+def template():
+    return infra.load_template(infra.BACKUP_TEMPLATE)
+
+
+@pytest.fixture(scope="module")
+def resources(template):
+    resolver = infra.synthetic_context(
+        template, account=ACCOUNT, region=REGION, stack_name="lifeboat",
+        parameters={"SourceBucketNames": "lake-a", "CodeBucket": "artifacts"},
+    )
+    return resolver.resources()
+
+
+def props(resources, logical):
+    return resources[logical]["Properties"]
+
+
+def test_functions_are_arm64_custom_runtime_from_the_code_bucket(resources):
+    for logical, key in [("ReplicateFunction", "lifeboat/replicate.zip"), ("VerifyFunction", "lifeboat/verify.zip"),
+                         ("RestoreFunction", "lifeboat/restore.zip")]:
+        p = props(resources, logical)
+        assert p["Runtime"] == "provided.al2023"
+        assert p["Handler"] == "bootstrap"
+        assert p["Architectures"] == ["arm64"]
+        assert p["Code"] == {"S3Bucket": "artifacts", "S3Key": key}
+        env = p["Environment"]["Variables"]
+        assert {k for k in env if k.startswith("LIFEBOAT_")} <= DESIGN_VARIABLES
+        assert env["LIFEBOAT_BACKUP_BUCKET"] == "lifeboat-backup-222222222222-eu-west-1"
+        assert env["LIFEBOAT_BACKUP_PREFIX"] == "{bucket}/"
+        assert env["LIFEBOAT_SOURCE_BUCKETS"] == "lake-a"
+    # Only the replicator encrypts with the backup key explicitly (the bucket default does the
+    # rest); the restorer must not put the backup account's key on source objects.
+    assert "LIFEBOAT_KMS_KEY_ID" in props(resources, "ReplicateFunction")["Environment"]["Variables"]
+    assert "LIFEBOAT_KMS_KEY_ID" not in props(resources, "RestoreFunction")["Environment"]["Variables"]
+    assert {"LIFEBOAT_QUEUE_URL", "LIFEBOAT_TABLES"} <= set(props(resources, "VerifyFunction")["Environment"]["Variables"])
+
+
+def test_replication_is_on_by_default_with_partial_batch_failures(resources):
+    mapping = props(resources, "ReplicateEventSourceMapping")
+    assert mapping["Enabled"] is True
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = props(resources, "EventsQueue")
+    assert int(queue["VisibilityTimeout"]) >= 6 * int(props(resources, "ReplicateFunction")["Timeout"])
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
+
+
+def test_verifier_schedule_is_a_parameter(template, resources):
+    assert template["Parameters"]["VerifySchedule"]["Default"] == "rate(1 hour)"
+    rule = props(resources, "VerifyScheduleRule")
+    assert rule["ScheduleExpression"] == "rate(1 hour)"
+    assert rule["Targets"][0]["Arn"].endswith(":function:lifeboat-verify")
+
+
+def test_restorer_may_invoke_only_itself(resources):
+    policies = role_policies(props(resources, "RestorerRole"))
+    fn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:lifeboat-"
+    assert decide(policies, "lambda:InvokeFunction", fn + "restore", None, {}) == "allow"
+    for other in ("replicate", "verify"):
+        assert decide(policies, "lambda:InvokeFunction", fn + other, None, {}) == "none"
+    for logical in ("ReplicatorRole", "VerifierRole"):
+        assert decide(role_policies(props(resources, logical)), "lambda:InvokeFunction", fn + "restore", None, {}) == "none"
+
+
+def test_only_the_verifier_sends_to_the_queue_and_only_the_replicator_consumes(resources):
+    queue = f"arn:aws:sqs:{REGION}:{ACCOUNT}:lifeboat-EventsQueue"
+    verdict = {
+        logical: {a: decide(role_policies(props(resources, logical)), a, queue, None, {})
+                  for a in ("sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage")}
+        for logical in ("ReplicatorRole", "VerifierRole", "RestorerRole", "BreakGlassRole")
+    }
+    assert verdict["VerifierRole"] == {"sqs:SendMessage": "allow", "sqs:ReceiveMessage": "none", "sqs:DeleteMessage": "none"}
+    assert verdict["ReplicatorRole"] == {"sqs:SendMessage": "none", "sqs:ReceiveMessage": "allow", "sqs:DeleteMessage": "allow"}
+    assert set(verdict["RestorerRole"].values()) == {"none"}
+    assert set(verdict["BreakGlassRole"].values()) == {"none"}
+
+
+def test_the_backup_outlives_its_stack(template):
+    for logical in ("BackupBucket", "BackupKey"):
+        assert template["Resources"][logical]["DeletionPolicy"] == "Retain"
+        assert template["Resources"][logical]["UpdateReplacePolicy"] == "Retain"
+
+
+def test_bucket_is_versioned_locked_private_and_never_expires_versions(resources):
+    bucket = props(resources, "BackupBucket")
+    assert bucket["ObjectLockEnabled"] is True
+    assert bucket["ObjectLockConfiguration"]["Rule"]["DefaultRetention"] == {"Mode": "GOVERNANCE", "Days": "30"}
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
+    for rule in bucket["LifecycleConfiguration"]["Rules"]:
+        assert set(rule) <= {"Id", "Status", "AbortIncompleteMultipartUpload"}
+
+
+def test_alarms_cover_restorability_rpo_dead_letters_and_replication_errors(resources):
+    alarms = {(p["Namespace"], p["MetricName"]) for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"
+              for p in [r["Properties"]]}
+    assert {("Lifeboat", "UnrestorableTables"), ("Lifeboat", "MaxRpoSeconds"), ("Lifeboat", "Errors"),
+            ("AWS/SQS", "ApproximateNumberOfMessagesVisible")} <= alarms
+
+
+def lifeboat_alarms():
+    template = infra.load_template(infra.BACKUP_TEMPLATE)
+    for logical, spec in template["Resources"].items():
+        p = spec.get("Properties", {})
+        if spec["Type"] == "AWS::CloudWatch::Alarm" and p["Namespace"] == "Lifeboat":
+            (dim,) = p["Dimensions"]
+            yield pytest.param(p["MetricName"], dim["Name"], dim["Value"], id=logical)
+
+
+@pytest.mark.parametrize("metric,dimension,function", list(lifeboat_alarms()))
+def test_alarmed_metrics_are_emitted_by_the_functions(metric, dimension, function):
+    """An alarm on a metric nobody emits never fires: the EMF names in the Rust code (one
+    Emf::new(&[("Function", "<fn>")]) per function) must match the template's alarms."""
+    emitters = []
+    for path in Path(infra.ROOT, "functions").rglob("*.rs"):
+        text = path.read_text()
+        if f'("{dimension}", "{function}")' in text:
+            emitters.append(text)
+    if not emitters:
+        pytest.skip(f"no Lifeboat metrics with {dimension}={function} in functions/ yet")
+    names = {n for text in emitters for n in re.findall(r'\.(?:add|set|max)\(\s*"([A-Za-z]+)"', text)}
+    assert metric in names, f"{metric} alarmed but not emitted; emitted: {sorted(names)}"
