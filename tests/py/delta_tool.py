@@ -145,7 +145,46 @@ def cmd_live_counts(directory):
     return {"latest": latest, "versions": out}
 
 
-COMMANDS = {"upload": cmd_upload, "live-counts": cmd_live_counts, "write": cmd_write, "append": cmd_append, "read": cmd_read, "compare": cmd_compare}
+def cmd_overwrite(uri, start, count):
+    """An erroneous job: replaces the table's content with bad rows."""
+    write(uri, batch(int(start), int(count), "bad"), mode="overwrite")
+    return {"version": DeltaTable(uri, storage_options=storage_options()).version()}
+
+
+def cmd_vacuum(uri):
+    """VACUUM RETAIN 0 HOURS: deletes every file the latest version does not need."""
+    table = DeltaTable(uri, storage_options=storage_options())
+    removed = table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    return {"removed": len(removed)}
+
+
+def cmd_same(uri_a, version_a, uri_b, version_b):
+    """Whether two tables (or versions) hold the same rows."""
+    def at(uri, version):
+        opts = storage_options() if uri.startswith("s3://") else None
+        v = None if version == "latest" else int(version)
+        table = DeltaTable(uri, version=v, storage_options=opts)
+        data = table.to_pyarrow_table().to_pylist()
+        return sorted(json.dumps(r, sort_keys=True, default=str) for r in data)
+
+    a = at(uri_a, version_a)
+    try:
+        b = at(uri_b, version_b)
+    except Exception as e:
+        return {"equal": False, "a_rows": len(a), "error": str(e)[:300]}
+    return {"equal": a == b, "a_rows": len(a), "b_rows": len(b)}
+
+
+def cmd_history(uri):
+    """The table's commit history as deltalake reports it (operation per version)."""
+    table = DeltaTable(uri, storage_options=storage_options())
+    return {"version": table.version(), "history": [
+        {"version": h.get("version"), "operation": h.get("operation"), "parameters": h.get("operationParameters")}
+        for h in table.history()
+    ]}
+
+
+COMMANDS = {"overwrite": cmd_overwrite, "vacuum": cmd_vacuum, "same": cmd_same, "history": cmd_history, "upload": cmd_upload, "live-counts": cmd_live_counts, "write": cmd_write, "append": cmd_append, "read": cmd_read, "compare": cmd_compare}
 
 if __name__ == "__main__":
     command, *args = sys.argv[1:]

@@ -13,7 +13,9 @@ use aws_sdk_s3::types::{
 };
 use serde_json::{json, Value};
 
+use lifeboat::replicate::Replicator;
 pub use lifeboat::s3::Clients;
+use lifeboat::s3::S3Store;
 
 /// The repository root (the workspace), from this crate's manifest directory.
 pub fn repo_root() -> PathBuf {
@@ -353,4 +355,101 @@ pub fn shared_delta_tables() -> Vec<(String, PathBuf)> {
             )
         })
         .collect()
+}
+
+/// A source bucket whose notifications go to a queue, a versioned backup bucket, and the
+/// replicator fed from that queue: the production wiring, on the local AWS.
+pub struct Lab {
+    pub aws: LocalAws,
+    pub queue: String,
+    pub replicator: Replicator<S3Store>,
+    pub vars: std::collections::HashMap<String, String>,
+}
+
+impl Lab {
+    pub const SRC: &'static str = "source-bucket";
+    pub const BACKUP: &'static str = "backup-bucket";
+
+    pub async fn start(extra: &[(&str, &str)]) -> Result<Self> {
+        let aws = LocalAws::start().await?;
+        aws.create_bucket(Self::SRC, false).await?;
+        aws.create_bucket(Self::BACKUP, true).await?;
+        let queue = aws.notify_to_queue(Self::SRC, "lifeboat-events").await?;
+        let mut vars: std::collections::HashMap<String, String> = [
+            ("LIFEBOAT_BACKUP_BUCKET", Self::BACKUP),
+            ("LIFEBOAT_SOURCE_BUCKETS", Self::SRC),
+            ("LIFEBOAT_COPY_CONCURRENCY", "8"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        vars.insert("LIFEBOAT_QUEUE_URL".into(), queue.clone());
+        let replicator = Replicator::new(S3Store::new(aws.s3().clone()), Self::config_of(&vars)?);
+        Ok(Lab {
+            aws,
+            queue,
+            replicator,
+            vars,
+        })
+    }
+
+    fn config_of(vars: &std::collections::HashMap<String, String>) -> Result<lifeboat::Config> {
+        Ok(lifeboat::Config::from_lookup(|name| {
+            vars.get(name).cloned()
+        })?)
+    }
+
+    /// The configuration the functions get (as the CloudFormation template gives it).
+    pub fn config(&self) -> lifeboat::Config {
+        Self::config_of(&self.vars).expect("valid test configuration")
+    }
+
+    pub fn store(&self) -> S3Store {
+        S3Store::new(self.aws.s3().clone())
+    }
+
+    /// Delivers everything in the queue to the replicator in SQS batches of up to 10, deleting
+    /// what succeeded, as Lambda's SQS integration does. Returns the failed message ids.
+    pub async fn drain(&self) -> Result<Vec<String>> {
+        let messages = self.aws.receive_all(&self.queue).await?;
+        let mut failed = Vec::new();
+        for chunk in messages.chunks(10) {
+            let response = self.replicator.handle(&sqs_event(chunk)).await?;
+            let failures = failed_ids(&response);
+            let done: Vec<String> = chunk
+                .iter()
+                .filter(|m| !failures.iter().any(|f| Some(f.as_str()) == m.message_id()))
+                .filter_map(|m| m.receipt_handle().map(str::to_string))
+                .collect();
+            self.aws.delete_messages(&self.queue, &done).await?;
+            failed.extend(failures);
+        }
+        Ok(failed)
+    }
+
+    /// `s3://source-bucket/<path>`
+    pub fn table(path: &str) -> String {
+        format!("s3://{}/{path}", Self::SRC)
+    }
+
+    /// Where the backup keeps `s3://source-bucket/<path>`.
+    pub fn backup_table(path: &str) -> String {
+        format!("s3://{}/{}/{path}", Self::BACKUP, Self::SRC)
+    }
+
+    /// Deletes every object under `prefix` in the source (a purge, or `aws s3 rm --recursive`).
+    pub async fn purge(&self, prefix: &str) -> Result<usize> {
+        let keys = self.aws.list_keys(Self::SRC, prefix).await?;
+        for key in &keys {
+            self.aws
+                .s3()
+                .delete_object()
+                .bucket(Self::SRC)
+                .key(key)
+                .send()
+                .await?;
+        }
+        Ok(keys.len())
+    }
 }

@@ -299,16 +299,32 @@ impl<S: Store> Restorer<S> {
 
         match request.mode {
             Mode::Clone => {
-                if let Some((key, _)) = target.objects.iter().next() {
+                let wanted = self.plan_history_copies(&mut plan, &history, &target, version);
+                // A rerun of an interrupted clone finds its own objects there, and goes on.
+                let foreign: Vec<&String> = target
+                    .objects
+                    .keys()
+                    .filter(|k| {
+                        !wanted.contains(k.as_str()) || plan.copies.iter().any(|c| &c.path == *k)
+                    })
+                    .collect();
+                if let Some(key) = foreign.first() {
                     return Err(Error::Restore(format!(
-                        "clone target {} is not empty: it holds {} object(s), e.g. {key:?}. Clone into an empty location (a clone never overwrites)",
+                        "clone target {} is not empty: it holds {} object(s) that are not part of this clone, e.g. {key:?}. Clone into an empty location (a clone never overwrites)",
                         resolved.target,
-                        target.objects.len()
+                        foreign.len()
                     )));
                 }
+                if plan.already_present > 0 {
+                    plan.notes.push(format!(
+                        "{} object(s) of an interrupted run of this clone are already in place and are skipped",
+                        plan.already_present
+                    ));
+                }
+            }
+            Mode::Repair => {
                 self.plan_history_copies(&mut plan, &history, &target, version);
             }
-            Mode::Repair => self.plan_history_copies(&mut plan, &history, &target, version),
             Mode::Rollback => {
                 let has_log = target.objects.keys().any(|k| {
                     k.starts_with("_delta_log/")
@@ -396,14 +412,15 @@ impl<S: Store> Restorer<S> {
     }
 
     /// Log files up to `version` and every data and deletion-vector file those versions need,
-    /// as the backup has them (clone, repair, and the recreation of a dropped table).
+    /// as the backup has them (clone, repair, and the recreation of a dropped table). Returns
+    /// every path the restore point's history consists of.
     fn plan_history_copies(
         &self,
         plan: &mut RestorePlan,
         history: &TableHistory,
         target: &TableListing,
         version: u64,
-    ) {
+    ) -> HashSet<String> {
         let first = history.versions.first().map(|s| s.version).unwrap_or(0);
         let mut paths: Vec<String> = history.log.paths_up_to(version);
         paths.extend(
@@ -454,6 +471,7 @@ impl<S: Store> Restorer<S> {
                 plan.unavailable_in_backup
             ));
         }
+        seen
     }
 
     async fn plan_rollback(
