@@ -78,6 +78,9 @@ def test_restorer_may_invoke_only_itself(resources):
     policies = role_policies(props(resources, "RestorerRole"))
     fn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:lifeboat-"
     assert decide(policies, "lambda:InvokeFunction", fn + "restore", None, {}) == "allow"
+    # The follow-up goes to the ARN it was invoked with, which may name an alias or version.
+    assert decide(policies, "lambda:InvokeFunction", fn + "restore:live", None, {}) == "allow"
+    assert decide(policies, "lambda:InvokeFunction", fn + "restore-other", None, {}) == "none"
     for other in ("replicate", "verify"):
         assert decide(policies, "lambda:InvokeFunction", fn + other, None, {}) == "none"
     for logical in ("ReplicatorRole", "VerifierRole"):
