@@ -28,7 +28,7 @@ build: ## arm64 Lambda zips with cargo lambda: dist/replicate.zip, dist/verify.z
 	@mkdir -p dist
 	@for f in $(LAMBDA_FUNCTIONS); do cp target/lambda/$$f/bootstrap.zip dist/$$f.zip && echo "dist/$$f.zip"; done
 
-deploy: ## deploy the backup and source stacks to AWS with the AWS CLI (parameters: $(INFRA_PARAMS))
+deploy: ## deploy the backup and source stacks to AWS with the AWS CLI (parameters: infra/params.json, see infra/README.md)
 	$(PY) infra/lifeboat_infra.py deploy --params $(INFRA_PARAMS)
 
 deploy-local: ## deploy both stacks into the local moto server (started if none answers) and apply what moto skips

@@ -711,7 +711,10 @@ def merged_notification(existing: dict, queue_arn: str) -> dict:
     """Adds Lifeboat's created/removed events for `queue_arn` to a bucket's notification
     configuration, keeping everything else. Idempotent."""
     config = {k: v for k, v in existing.items() if k != "ResponseMetadata"}
-    queues = [q for q in config.get("QueueConfigurations", []) if q.get("QueueArn") != queue_arn]
+    queues = [
+        q for q in config.get("QueueConfigurations", [])
+        if q.get("QueueArn") != queue_arn and q.get("Id") != "lifeboat"
+    ]
     queues.append({"Id": "lifeboat", "QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]})
     config["QueueConfigurations"] = queues
     return config

@@ -153,7 +153,8 @@ def seed_version(world) -> str:
 
 def settings_changes(bucket: str) -> list[tuple]:
     return [
-        ("put_bucket_policy", {"Bucket": bucket, "Policy": json.dumps(allow_all("s3:*", ["*"]) | {"Statement": []})}),
+        ("put_bucket_policy", {"Bucket": bucket, "Policy": json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]})}),
         ("delete_bucket_policy", {"Bucket": bucket}),
         ("put_bucket_versioning", {"Bucket": bucket, "VersioningConfiguration": {"Status": "Suspended"}}),
         ("put_bucket_lifecycle_configuration", {"Bucket": bucket, "LifecycleConfiguration": {"Rules": [

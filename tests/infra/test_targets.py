@@ -124,3 +124,21 @@ def test_deploy_local_starts_moto_when_none_answers(tmp_path):
                 time.sleep(0.1)
             else:
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_notification_for_an_existing_bucket_is_merged_not_replaced():
+    queue = "arn:aws:sqs:eu-west-1:222222222222:lifeboat-EventsQueue-X"
+    existing = {
+        "ResponseMetadata": {},
+        "LambdaFunctionConfigurations": [{"Id": "thumbnails", "LambdaFunctionArn": "arn:aws:lambda:eu-west-1:1:function:t",
+                                          "Events": ["s3:ObjectCreated:*"],
+                                          "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "images/"}]}}}],
+        "QueueConfigurations": [{"Id": "audit", "QueueArn": "arn:aws:sqs:eu-west-1:1:audit", "Events": ["s3:ObjectRestore:*"]}],
+    }
+    merged = infra.merged_notification(existing, queue)
+    assert merged["LambdaFunctionConfigurations"] == existing["LambdaFunctionConfigurations"]
+    assert merged["QueueConfigurations"][0]["Id"] == "audit"
+    assert merged["QueueConfigurations"][1] == {
+        "Id": "lifeboat", "QueueArn": queue, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
+    assert "ResponseMetadata" not in merged
+    assert infra.merged_notification(merged, queue) == merged  # idempotent
