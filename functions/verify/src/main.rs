@@ -1,15 +1,34 @@
-//! The verify Lambda. Not implemented yet: it answers every invocation with a clear error.
+//! The verify Lambda, run on an EventBridge schedule (or invoked with `{"tables": [...]}`):
+//! restore points and findings per table, a report under `_lifeboat/reports/`, EMF metrics,
+//! and missing objects re-sent to the replicator's queue. All logic lives in `lifeboat::verify`.
 
-use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
+use lifeboat::s3::{Clients, S3Store};
+use lifeboat::verify::{Verifier, VerifySettings};
+use lifeboat::Config;
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lifeboat::telemetry::init_lambda_logging();
-    run(service_fn(|_event: LambdaEvent<Value>| async {
-        Err::<Value, Error>(
-            "the verify function is not yet implemented in this build of Lifeboat".into(),
-        )
+    let config = Config::from_env()?;
+    let settings = VerifySettings::from_env()?;
+    let clients = Clients::from_env().await;
+    let verifier = Verifier::new(
+        S3Store::new(clients.s3),
+        Some(clients.sqs),
+        config,
+        settings,
+    );
+    let verifier = &verifier;
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        verifier
+            .handle(&event.payload)
+            .await
+            .map_err(|e| Diagnostic {
+                error_type: e.kind().to_string(),
+                error_message: e.to_string(),
+            })
     }))
     .await
 }
