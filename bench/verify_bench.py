@@ -1,0 +1,315 @@
+"""Benchmark of `lifeboat verify` on a large table: request count against the floor, wall time
+and peak memory.
+
+It generates a Delta table of FILES data files over VERSIONS commits, with a checkpoint every
+CHECKPOINT_EVERY versions, as files in a temporary directory laid out as two buckets (the
+backup, and the source as hard links to the same files), serves the directory with
+`rclone serve s3` (moto serves ~125 requests/s: too slow for this), and runs
+`lifeboat verify --json` twice:
+
+1. through a small counting proxy, to count the S3 requests at the server side of the client;
+2. straight against rclone under `/usr/bin/time -v`, for wall time and peak memory.
+
+The floor is what any verifier of this table must do: list both copies of the table (one LIST
+per 1,000 keys each) and read every commit once.
+
+Usage: python bench/verify_bench.py [--versions N] [--files N] [--checkpoint-every N]
+                                    [--profile release|dev] [--keep]
+"""
+
+import argparse
+import http.client
+import json
+import math
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = REPO / ".venv" / "bin"
+BACKUP = "backup-bucket"
+SOURCE = "source-bucket"
+TABLE = "bench/table"
+PARTITIONS = 100
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def generate(root, versions, files, checkpoint_every):
+    """Writes the backup copy of the table; returns its directory and the number of objects."""
+    from deltalake import DeltaTable
+
+    table = root / BACKUP / SOURCE / TABLE
+    log = table / "_delta_log"
+    log.mkdir(parents=True)
+    for p in range(PARTITIONS):
+        (table / f"part={p:03d}").mkdir()
+    per_version = files // versions
+    extra = files - per_version * versions
+    schema = {
+        "type": "struct",
+        "fields": [
+            {"name": "id", "type": "long", "nullable": True, "metadata": {}},
+            {"name": "part", "type": "string", "nullable": True, "metadata": {}},
+        ],
+    }
+    # Commits one second apart, ending now: the RPO stays sane.
+    start_ms = int(time.time() * 1000) - versions * 1000
+    n = 0
+    for v in range(versions):
+        ts = start_ms + v * 1000
+        actions = [{"commitInfo": {"timestamp": ts, "operation": "WRITE",
+                                   "operationParameters": {"mode": "Append"}}}]
+        if v == 0:
+            actions.append({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}})
+            actions.append({"metaData": {
+                "id": str(uuid.uuid4()), "format": {"provider": "parquet", "options": {}},
+                "schemaString": json.dumps(schema), "partitionColumns": ["part"],
+                "configuration": {}, "createdTime": ts}})
+        for _ in range(per_version + (1 if v < extra else 0)):
+            part = f"{n % PARTITIONS:03d}"
+            path = f"part={part}/part-{n:07d}.parquet"
+            body = f"lifeboat bench file {n}\n".encode()
+            (table / path).write_bytes(body)
+            actions.append({"add": {"path": path, "partitionValues": {"part": part},
+                                    "size": len(body), "modificationTime": ts,
+                                    "dataChange": True}})
+            n += 1
+        with open(log / f"{v:020d}.json", "w") as f:
+            f.write("\n".join(json.dumps(a) for a in actions) + "\n")
+    for v in range(checkpoint_every - 1, versions, checkpoint_every):
+        DeltaTable(str(table), version=v).create_checkpoint()
+    objects = sum(len(fs) for _, _, fs in os.walk(table))
+    return table, objects
+
+
+def link_tree(source, target):
+    """The source bucket: the same files, hard-linked (no copy)."""
+    for folder, _, names in os.walk(source):
+        dest = target / Path(folder).relative_to(source)
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            os.link(Path(folder) / name, dest / name)
+
+
+class Counting(BaseHTTPRequestHandler):
+    """Forwards every request to the S3 server and counts it by operation."""
+
+    protocol_version = "HTTP/1.1"
+    upstream = None
+    counts = Counter()
+    lock = threading.Lock()
+    local = threading.local()
+
+    def log_message(self, *args):
+        pass
+
+    def forward(self):
+        url = urlsplit(self.path)
+        query = parse_qs(url.query, keep_blank_values=True)
+        parts = [p for p in url.path.split("/") if p]
+        if self.command == "GET" and "list-type" in query:
+            op = "LIST (delimiter)" if "delimiter" in query else "LIST"
+        elif self.command == "GET" and len(parts) <= 1:
+            op = "GET bucket"
+        elif self.command == "GET":
+            op = "GET log file" if "/_delta_log/" in url.path else "GET object"
+        else:
+            op = self.command
+        with self.lock:
+            self.counts[op] += 1
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size = int(self.rfile.readline().strip().split(b";")[0], 16)
+                chunk = self.rfile.read(size)
+                self.rfile.readline()
+                if size == 0:
+                    break
+                body += chunk
+        else:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() not in ("transfer-encoding", "connection")}
+        if body or self.command in ("PUT", "POST"):
+            headers["Content-Length"] = str(len(body))
+        conn = getattr(self.local, "conn", None)
+        for attempt in range(2):
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(*self.upstream, timeout=300)
+                    self.local.conn = conn
+                conn.request(self.command, self.path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                break
+            except (http.client.HTTPException, ConnectionError):
+                conn = self.local.conn = None
+                if attempt:
+                    raise
+        self.send_response_only(response.status, response.reason)
+        for k, v in response.getheaders():
+            if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(k, v)
+        if self.command == "HEAD":
+            self.send_header("Content-Length", response.getheader("Content-Length", "0"))
+        else:
+            self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = forward
+
+
+def start_rclone(root):
+    port = free_port()
+    log = open(root.parent / "rclone.log", "w")
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "rclone"), "serve", "s3", str(root), "--addr", f"127.0.0.1:{port}",
+         "--vfs-cache-mode", "off", "--dir-cache-time", "1h", "--log-level", "ERROR"],
+        stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                sys.exit(f"rclone serve s3 exited early; see {log.name}")
+            time.sleep(0.2)
+    proc.terminate()
+    sys.exit("rclone serve s3 did not start within 60 s")
+
+
+def build(profile):
+    args = ["cargo", "build", "-p", "lifeboat-cli", "--bin", "lifeboat", "--message-format=json"]
+    args += ["--release"] if profile == "release" else []
+    out = subprocess.run(args, cwd=REPO, stdout=subprocess.PIPE, check=True, text=True).stdout
+    for line in out.splitlines():
+        msg = json.loads(line)
+        if msg.get("target", {}).get("name") == "lifeboat" and msg.get("executable"):
+            return msg["executable"]
+    sys.exit("cargo did not name the lifeboat executable")
+
+
+def run_verify(binary, port, timed):
+    env = dict(os.environ)
+    for k in list(env):
+        if k.startswith("LIFEBOAT_") or k.startswith("AWS_"):
+            del env[k]
+    env.update({
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "LIFEBOAT_BACKUP_BUCKET": BACKUP, "LIFEBOAT_SOURCE_BUCKETS": SOURCE,
+    })
+    cmd = [binary, "verify", "--json"]
+    if timed:
+        cmd = ["/usr/bin/time", "-v"] + cmd
+    started = time.monotonic()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.exit(f"lifeboat verify exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    report = json.loads(proc.stdout)
+    peak_kib = None
+    if timed:
+        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+        peak_kib = int(m.group(1)) if m else None
+    return report, elapsed, peak_kib
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--versions", type=int, default=10_000)
+    parser.add_argument("--files", type=int, default=100_000)
+    parser.add_argument("--checkpoint-every", type=int, default=1_000)
+    parser.add_argument("--profile", choices=["release", "dev"],
+                        default=os.environ.get("BENCH_PROFILE", "release"))
+    parser.add_argument("--keep", action="store_true", help="keep the generated directory")
+    args = parser.parse_args()
+
+    print(f"building lifeboat ({args.profile}) ...", flush=True)
+    binary = build(args.profile)
+    work = Path(tempfile.mkdtemp(prefix="lifeboat-verify-bench-"))
+    root = work / "s3"
+    rclone = None
+    server = None
+    try:
+        t = time.monotonic()
+        table, objects = generate(root, args.versions, args.files, args.checkpoint_every)
+        link_tree(table, root / SOURCE / TABLE)
+        print(f"generated {args.files} data files over {args.versions} versions "
+              f"({objects} objects per copy) in {time.monotonic() - t:.0f} s", flush=True)
+
+        rclone, rclone_port = start_rclone(root)
+        Counting.upstream = ("127.0.0.1", rclone_port)
+        proxy_port = free_port()
+        server = ThreadingHTTPServer(("127.0.0.1", proxy_port), Counting)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+        # Warm rclone's directory cache once, so both runs see the same server.
+        run_verify(binary, rclone_port, timed=False)
+        report, counted_s, _ = run_verify(binary, proxy_port, timed=False)
+        _, wall_s, peak_kib = run_verify(binary, rclone_port, timed=True)
+
+        tables = report["tables"]
+        assert len(tables) == 1, tables
+        t0 = tables[0]
+        assert t0["newest_restorable_version"] == args.versions - 1, t0
+        assert t0["oldest_restorable_version"] == 0, t0
+        assert not t0["unrestorable_versions"], t0
+        problems = [f for f in t0["findings"] if f["severity"] != "info"]
+        assert not problems, problems
+
+        counts = Counting.counts
+        total = sum(counts.values())
+        list_pages = 2 * math.ceil(objects / 1000)
+        floor = list_pages + args.versions
+        print()
+        print(f"table: {t0['table']}  versions 0..{args.versions - 1} restorable, "
+              f"rpo {t0['rpo_seconds']} s, lag {t0['lag_versions']}")
+        print("S3 requests (counted by a proxy in front of the server):")
+        for op, n in sorted(counts.items()):
+            print(f"  {op:<18} {n:>8}")
+        print(f"  {'total':<18} {total:>8}")
+        print(f"floor: {list_pages} LIST pages (backup + source, {objects} keys each) "
+              f"+ {args.versions} log files read = {floor}; "
+              f"observed {total} ({total / floor:.3f} x floor)")
+        print(f"wall time: {wall_s:.1f} s (direct to rclone; {counted_s:.1f} s through the proxy)")
+        if peak_kib:
+            print(f"peak memory: {peak_kib / 1024:.0f} MiB (max RSS, /usr/bin/time -v)")
+    finally:
+        if server:
+            server.shutdown()
+        if rclone:
+            rclone.terminate()
+            try:
+                rclone.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                rclone.kill()
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
