@@ -107,7 +107,7 @@ fn kinds(report: &TableReport) -> Vec<String> {
         .collect()
 }
 
-fn finding<'a>(report: &'a TableReport, kind: &str) -> Value {
+fn finding(report: &TableReport, kind: &str) -> Value {
     let f = report
         .findings
         .iter()
@@ -245,7 +245,7 @@ async fn backup_missing_one_data_file_makes_exactly_the_versions_needing_it_unre
     lab.aws.delta(&["append", &t, "200", "6"]).unwrap(); // v4
     let lost = added_keys(&lab, "t", 1).await[0].clone();
     let skipped = replicate_except(&lab, |k| k == lost).await;
-    assert_eq!(skipped, [lost.clone()]);
+    assert_eq!(skipped, std::slice::from_ref(&lost));
 
     let report = verify_one(&lab, "t", false).await;
     assert_eq!(ranges(&report), [(1, 2)]);

@@ -107,8 +107,8 @@ async fn verifier_agrees_with_deltalake_on_every_shared_table() {
                 t.latest_backup_version
             ));
         }
-        if t.lag_versions.is_some() && t.newest_restorable_version.is_some() {
-            let lag = latest as i64 - t.newest_restorable_version.unwrap() as i64;
+        if let (Some(_), Some(newest)) = (t.lag_versions, t.newest_restorable_version) {
+            let lag = latest as i64 - newest as i64;
             if t.lag_versions != Some(lag) {
                 mismatches.push(format!("{name}: lag {:?}, expected {lag}", t.lag_versions));
             }
