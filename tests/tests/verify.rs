@@ -565,7 +565,11 @@ async fn cli_prints_restore_points_and_exits_3_when_a_table_has_no_restorable_ve
     assert!(text.contains("CRITICAL no_restorable_version"), "{text}");
     assert!(text.contains("unrestorable: v0..v2"), "{text}");
 
+    // Bad usage exits 2; a table outside the source buckets is a failure (1).
     let (code, _, err) = run(&["--table", "source-bucket/ok"]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("expected s3://"), "{err}");
+    let (code, _, err) = run(&["--table", "s3://elsewhere/t"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("LIFEBOAT_SOURCE_BUCKETS"), "{err}");
 }

@@ -13,19 +13,20 @@ use lifeboat::Config;
 pub struct VerifyArgs {
     /// A source table, s3://bucket/path (repeatable). Default: LIFEBOAT_TABLES, else every
     /// table found in the backup.
-    #[arg(long = "table", value_name = "S3_URL")]
-    tables: Vec<String>,
+    #[arg(long = "table", value_name = "S3_URL", value_parser = parse_location)]
+    tables: Vec<S3Location>,
     /// Print the JSON report (what the Lambda returns).
     #[arg(long)]
     json: bool,
 }
 
+/// A malformed location is bad usage (exit 2), reported by clap.
+fn parse_location(text: &str) -> std::result::Result<S3Location, String> {
+    S3Location::parse(text).map_err(|e| e.to_string())
+}
+
 pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
-    let tables = args
-        .tables
-        .iter()
-        .map(|t| S3Location::parse(t))
-        .collect::<lifeboat::Result<Vec<_>>>()?;
+    let tables = args.tables;
     let config = Config::from_env()?;
     let settings = VerifySettings::from_env()?;
     let clients = Clients::from_env().await;
