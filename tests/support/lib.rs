@@ -453,3 +453,166 @@ impl Lab {
         Ok(keys.len())
     }
 }
+
+/// The fault-injecting proxy (tests/py/fault_proxy.py) in front of the local S3 server,
+/// stopped when dropped.
+pub struct FaultProxy {
+    child: Child,
+    pub endpoint: String,
+    port: u16,
+}
+
+impl FaultProxy {
+    /// Starts the proxy to `upstream`, injecting `faults` (comma-separated: slowdown, internal,
+    /// reset, lost, slow) into a `rate` fraction of requests, reproducibly for `seed`.
+    pub fn start(upstream: &str, rate: f64, faults: &str, seed: u64) -> Result<Self> {
+        let port = free_port();
+        let child = Command::new(venv_bin("python"))
+            .arg(repo_root().join("tests/py/fault_proxy.py"))
+            .args(["--upstream", upstream, "--port", &port.to_string()])
+            .args([
+                "--rate",
+                &rate.to_string(),
+                "--faults",
+                faults,
+                "--seed",
+                &seed.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting fault_proxy.py")?;
+        let mut proxy = FaultProxy {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while proxy.stats().is_err() {
+            if let Some(status) = proxy.child.try_wait()? {
+                bail!("fault_proxy.py exited early with {status}");
+            }
+            if Instant::now() > deadline {
+                bail!("fault_proxy.py did not answer within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(proxy)
+    }
+
+    fn control(&self, path: &str) -> Result<Value> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let body = response.split("\r\n\r\n").nth(1).context("no body")?;
+        Ok(serde_json::from_str(body)?)
+    }
+
+    /// Requests seen and faults injected so far, by kind.
+    pub fn stats(&self) -> Result<Value> {
+        self.control("/__proxy/stats")
+    }
+
+    /// Changes the fault rate.
+    pub fn set_rate(&self, rate: f64) -> Result<Value> {
+        self.control(&format!("/__proxy/rate?value={rate}"))
+    }
+
+    /// An S3 client that goes through the proxy.
+    pub async fn s3_client(&self) -> aws_sdk_s3::Client {
+        let shared = aws_config::from_env()
+            .endpoint_url(&self.endpoint)
+            .load()
+            .await;
+        let retry = aws_config::retry::RetryConfig::standard()
+            .with_max_attempts(lifeboat::s3::DEFAULT_MAX_ATTEMPTS)
+            .with_initial_backoff(Duration::from_millis(50));
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&shared)
+                .force_path_style(true)
+                .retry_config(retry)
+                .build(),
+        )
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Lab {
+    /// Delivers the queue to `replicator` until it is empty, as SQS and Lambda do: messages
+    /// that failed become visible again and are redelivered. Returns how many deliveries each
+    /// round made; fails after `max_rounds`.
+    pub async fn drain_with_redelivery(
+        &self,
+        replicator: &Replicator<S3Store>,
+        max_rounds: usize,
+    ) -> Result<Vec<usize>> {
+        let mut rounds = Vec::new();
+        loop {
+            let messages = self.aws.receive_all(&self.queue).await?;
+            if messages.is_empty() {
+                return Ok(rounds);
+            }
+            if rounds.len() == max_rounds {
+                bail!(
+                    "{} message(s) still failing after {max_rounds} rounds",
+                    messages.len()
+                );
+            }
+            rounds.push(messages.len());
+            for chunk in messages.chunks(10) {
+                let response = replicator.handle(&sqs_event(chunk)).await?;
+                let failures = failed_ids(&response);
+                for m in chunk {
+                    let handle = m.receipt_handle().unwrap_or_default();
+                    if failures.iter().any(|f| Some(f.as_str()) == m.message_id()) {
+                        self.sqs()
+                            .change_message_visibility()
+                            .queue_url(&self.queue)
+                            .receipt_handle(handle)
+                            .visibility_timeout(0)
+                            .send()
+                            .await?;
+                    } else {
+                        self.sqs()
+                            .delete_message()
+                            .queue_url(&self.queue)
+                            .receipt_handle(handle)
+                            .send()
+                            .await?;
+                    }
+                }
+            }
+        }
+    }
+
+    fn sqs(&self) -> &aws_sdk_sqs::Client {
+        self.aws.sqs()
+    }
+
+    /// Asserts that every source object under `prefix` is in the backup with the same bytes,
+    /// and that no backup key holds more than one version.
+    pub async fn assert_backup_identical(&self, prefix: &str) -> Result<usize> {
+        let keys = self.aws.list_keys(Self::SRC, prefix).await?;
+        for key in &keys {
+            let backup_key = format!("{}/{key}", Self::SRC);
+            let source = self.aws.get(Self::SRC, key).await?;
+            let backup = self
+                .aws
+                .get(Self::BACKUP, &backup_key)
+                .await
+                .with_context(|| format!("{backup_key} missing from the backup"))?;
+            anyhow::ensure!(source == backup, "{key} differs in the backup");
+            let versions = self.aws.version_count(Self::BACKUP, &backup_key).await?;
+            anyhow::ensure!(versions == 1, "{backup_key} has {versions} versions");
+        }
+        Ok(keys.len())
+    }
+}

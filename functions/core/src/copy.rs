@@ -61,10 +61,22 @@ pub async fn copy_object_pinned<S: Store>(
         .await?;
     match copy_parts(store, settings, request, &upload_id).await {
         Ok(Ok(parts)) => {
-            let etag = store
-                .complete_multipart(request.bucket, request.key, &upload_id, parts)
+            let completed = store
+                .complete_multipart(
+                    request.bucket,
+                    request.key,
+                    &upload_id,
+                    parts,
+                    request.options.if_absent,
+                )
                 .await?;
-            Ok(CopyResult::Copied { etag })
+            match completed {
+                Some(etag) => Ok(CopyResult::Copied { etag }),
+                None => {
+                    abort_quietly(store, request, &upload_id).await;
+                    Ok(CopyResult::SourceChanged)
+                }
+            }
         }
         Ok(Err(outcome)) => {
             abort_quietly(store, request, &upload_id).await;

@@ -62,6 +62,7 @@ pub struct Replicator<S> {
     store: S,
     config: Config,
     settings: CopySettings,
+    locks: std::sync::Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl<S: Store> Replicator<S> {
@@ -71,6 +72,7 @@ impl<S: Store> Replicator<S> {
             store,
             config,
             settings,
+            locks: Default::default(),
         }
     }
 
@@ -202,69 +204,108 @@ impl<S: Store> Replicator<S> {
             }
         }
 
-        let mut destination = backup_key.clone();
-        let mut conflict = false;
-        if let Some(existing) = self.store.head(backup_bucket, &backup_key, None).await? {
-            if same_content(&existing.metadata, existing.size, &object) {
-                tracing::debug!(bucket = %object.bucket, key = %object.key, "already in the backup");
-                return Ok(Outcome::Duplicate);
-            }
-            if is_immutable_log_key(&object.key) {
-                conflict = true;
-                destination = format!(
-                    "{CONFLICTS_PREFIX}{}{}",
-                    self.config.backup_prefix_for(&object.bucket),
-                    conflict_suffix(&object)
-                );
-                if let Some(kept) = self.store.head(backup_bucket, &destination, None).await? {
-                    if same_content(&kept.metadata, kept.size, &object) {
-                        return Ok(self.report_conflict(&object, &existing.metadata, destination));
+        // One copy at a time per key in this process: duplicates within a batch wait for
+        // each other instead of racing (across processes, `If-None-Match` does the same).
+        let _guard = self.lock_key(&backup_key).await;
+        let size = object.size.unwrap_or(0);
+        // Twice at most: a copy that finds the key taken meanwhile (a concurrent duplicate, or
+        // a retry whose first answer was lost) looks again at what is there.
+        for _ in 0..2 {
+            let existing = self.store.head(backup_bucket, &backup_key, None).await?;
+            let mut destination = backup_key.clone();
+            let mut conflict_with = None;
+            let mut if_absent = existing.is_none();
+            if let Some(existing) = existing {
+                if same_content(&existing.metadata, existing.size, &object) {
+                    tracing::debug!(bucket = %object.bucket, key = %object.key, "already in the backup");
+                    return Ok(Outcome::Duplicate);
+                }
+                if is_immutable_log_key(&object.key) {
+                    destination = format!(
+                        "{CONFLICTS_PREFIX}{}{}",
+                        self.config.backup_prefix_for(&object.bucket),
+                        conflict_suffix(&object)
+                    );
+                    match self.store.head(backup_bucket, &destination, None).await? {
+                        Some(kept) if same_content(&kept.metadata, kept.size, &object) => {
+                            return Ok(self.report_conflict(
+                                &object,
+                                &existing.metadata,
+                                destination,
+                            ));
+                        }
+                        kept => if_absent = kept.is_none(),
                     }
+                    conflict_with = Some(existing.metadata);
                 }
             }
-        }
-
-        let size = object.size.unwrap_or(0);
-        let request = CopyRequest {
-            source_bucket: &object.bucket,
-            source_key: &object.key,
-            size,
-            pin: SourcePin {
-                version_id: object.version_id.clone(),
-                // A version id pins exactly; otherwise the ETag must still match.
-                if_match_etag: if object.version_id.is_some() {
-                    None
-                } else {
-                    object.etag.clone()
+            let mut options = self.write_options(&object);
+            options.if_absent = if_absent;
+            let request = CopyRequest {
+                source_bucket: &object.bucket,
+                source_key: &object.key,
+                size,
+                pin: SourcePin {
+                    version_id: object.version_id.clone(),
+                    // A version id pins exactly; otherwise the ETag must still match.
+                    if_match_etag: if object.version_id.is_some() {
+                        None
+                    } else {
+                        object.etag.clone()
+                    },
                 },
-            },
-            bucket: backup_bucket,
-            key: &destination,
-            options: self.write_options(&object),
-        };
-        match copy_object_pinned(&self.store, &self.settings, &request).await? {
-            CopyResult::Copied { .. } if conflict => {
-                let existing = self
-                    .store
-                    .head(backup_bucket, &backup_key, None)
-                    .await?
-                    .map(|o| o.metadata)
-                    .unwrap_or_default();
-                Ok(self.report_conflict(&object, &existing, destination))
-            }
-            CopyResult::Copied { .. } => {
-                tracing::info!(bucket = %object.bucket, key = %object.key, bytes = size,
-                    backup_key = %destination, "copied");
-                Ok(Outcome::Copied {
-                    bytes: size,
-                    multipart: size > self.settings.multipart_threshold_bytes,
-                    lag_ms: object
-                        .event_time
-                        .map(|t| (Utc::now() - t).num_milliseconds().max(0) as u64),
-                })
-            }
-            other => Ok(self.source_missing(&object, other)),
+                bucket: backup_bucket,
+                key: &destination,
+                options,
+            };
+            return match copy_object_pinned(&self.store, &self.settings, &request).await? {
+                CopyResult::Copied { .. } => match conflict_with {
+                    Some(original) => Ok(self.report_conflict(&object, &original, destination)),
+                    None => {
+                        tracing::info!(bucket = %object.bucket, key = %object.key, bytes = size,
+                            backup_key = %destination, "copied");
+                        Ok(Outcome::Copied {
+                            bytes: size,
+                            multipart: size > self.settings.multipart_threshold_bytes,
+                            lag_ms: object
+                                .event_time
+                                .map(|t| (Utc::now() - t).num_milliseconds().max(0) as u64),
+                        })
+                    }
+                },
+                // The precondition that failed may be ours on the destination: look again.
+                CopyResult::SourceChanged
+                    if if_absent
+                        && self
+                            .store
+                            .head(backup_bucket, &destination, None)
+                            .await?
+                            .is_some() =>
+                {
+                    continue
+                }
+                other => Ok(self.source_missing(&object, other)),
+            };
         }
+        Err(Error::S3 {
+            operation: "CopyObject",
+            bucket: backup_bucket.clone(),
+            key: backup_key,
+            message: "the backup key kept changing while it was being copied".into(),
+            retryable: true,
+        })
+    }
+
+    /// Serializes work on one backup key within this process.
+    async fn lock_key(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            if locks.len() > 4096 {
+                locks.retain(|_, l| std::sync::Arc::strong_count(l) > 1);
+            }
+            locks.entry(key.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 
     fn report_conflict(
@@ -319,6 +360,7 @@ impl<S: Store> Replicator<S> {
             storage_class: self.config.storage_class.clone(),
             kms_key_id: self.config.kms_key_id.clone(),
             content_type: None,
+            if_absent: false,
         }
     }
 }

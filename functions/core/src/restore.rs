@@ -684,12 +684,14 @@ impl<S: Store> Restorer<S> {
                 let key = plan
                     .target_location
                     .key(&format!("_delta_log/{:020}.json", commit.version));
-                match self
-                    .store
-                    .put(&plan.target_location.bucket, &key, Bytes::from(body), true, &WriteOptions::default())
-                    .await?
-                {
+                let body = Bytes::from(body);
+                let bucket = &plan.target_location.bucket;
+                match self.store.put(bucket, &key, body.clone(), true, &WriteOptions::default()).await? {
                     PutResult::Written { .. } => outcome.commit_written = Some(commit.version),
+                    // The SDK retried a put whose first answer was lost: the commit there is ours.
+                    PutResult::AlreadyExists if self.store.get(bucket, &key, None).await?.as_ref() == Some(&body) => {
+                        outcome.commit_written = Some(commit.version)
+                    }
                     PutResult::AlreadyExists => {
                         return Err(Error::Restore(format!(
                             "another writer committed version {} of {} while the restore was running; nothing was overwritten. Run the restore again: it plans against the new latest version",

@@ -28,9 +28,23 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
 }
 
+/// Attempts per request (the first plus retries) unless `AWS_MAX_ATTEMPTS` says otherwise.
+/// Throttling (503 SlowDown), 5xx and dropped connections are retried with exponential backoff
+/// and jitter; what still fails after that fails the record, and SQS retries it later.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+
 impl Clients {
     pub async fn from_env() -> Self {
-        let shared = aws_config::load_from_env().await;
+        let mut loader = aws_config::from_env();
+        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
+            loader = loader.retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(DEFAULT_MAX_ATTEMPTS)
+                    .with_initial_backoff(std::time::Duration::from_millis(50))
+                    .with_max_backoff(std::time::Duration::from_secs(5)),
+            );
+        }
+        let shared = loader.load().await;
         let custom_endpoint = std::env::var_os("AWS_ENDPOINT_URL").is_some()
             || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
         let s3_config = aws_sdk_s3::config::Builder::from(&shared)
@@ -310,7 +324,8 @@ impl Store for S3Store {
             .key(key)
             .metadata_directive(MetadataDirective::Replace)
             .set_metadata(Some(options.metadata.clone()))
-            .set_content_type(options.content_type.clone());
+            .set_content_type(options.content_type.clone())
+            .set_if_none_match(options.if_absent.then(|| "*".to_string()));
         request = apply_storage(
             request,
             options,
@@ -419,7 +434,8 @@ impl Store for S3Store {
         key: &str,
         upload_id: &str,
         parts: Vec<(i32, String)>,
-    ) -> Result<String> {
+        if_absent: bool,
+    ) -> Result<Option<String>> {
         let parts = parts
             .into_iter()
             .map(|(n, etag)| {
@@ -440,10 +456,14 @@ impl Store for S3Store {
                     .set_parts(Some(parts))
                     .build(),
             )
+            .set_if_none_match(if_absent.then(|| "*".to_string()))
             .send()
-            .await
-            .map_err(|err| s3_error("CompleteMultipartUpload", bucket, key, err))?;
-        Ok(bare_etag(out.e_tag().unwrap_or_default()))
+            .await;
+        match out {
+            Ok(out) => Ok(Some(bare_etag(out.e_tag().unwrap_or_default()))),
+            Err(err) if if_absent && is_precondition_failed(&err) => Ok(None),
+            Err(err) => Err(s3_error("CompleteMultipartUpload", bucket, key, err)),
+        }
     }
 
     async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {

@@ -45,6 +45,10 @@ pub struct WriteOptions {
     pub storage_class: Option<String>,
     pub kms_key_id: Option<String>,
     pub content_type: Option<String>,
+    /// Copies and multipart completions only when the key does not exist yet
+    /// (`If-None-Match: *`): a duplicate or a retried copy whose first answer was lost then
+    /// fails with a precondition error instead of writing a second version.
+    pub if_absent: bool,
 }
 
 /// What the copy source must be, so a copy never takes content other than the event's.
@@ -62,7 +66,8 @@ pub enum CopyResult {
     },
     /// The source (or the pinned version) no longer exists.
     SourceGone,
-    /// The source exists but is no longer what was pinned.
+    /// A precondition failed: the source is no longer what was pinned, or (with
+    /// `if_absent`) the destination already exists. The caller tells which.
     SourceChanged,
 }
 
@@ -173,13 +178,16 @@ pub trait Store: Send + Sync {
         last: u64,
     ) -> impl Future<Output = Result<std::result::Result<String, CopyResult>>> + Send;
 
+    /// Completes an upload; with `if_absent`, only when the key does not exist yet (`None`
+    /// when it does).
     fn complete_multipart(
         &self,
         bucket: &str,
         key: &str,
         upload_id: &str,
         parts: Vec<(i32, String)>,
-    ) -> impl Future<Output = Result<String>> + Send;
+        if_absent: bool,
+    ) -> impl Future<Output = Result<Option<String>>> + Send;
 
     /// Abandons an upload that was not completed (frees its parts; deletes no object).
     fn abort_multipart(
