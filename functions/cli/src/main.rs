@@ -65,6 +65,7 @@ fn main() -> ExitCode {
         }
     };
     lifeboat::telemetry::init_cli_logging(cli.verbose);
+    lifeboat::metrics::emit_to_stderr();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {

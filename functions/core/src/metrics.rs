@@ -7,6 +7,14 @@ use serde_json::{json, Map, Value};
 
 pub const NAMESPACE: &str = "Lifeboat";
 
+static TO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sends metric lines to standard error from now on: the CLI keeps standard output for the
+/// JSON it prints.
+pub fn emit_to_stderr() {
+    TO_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// A set of metrics sharing the same dimensions, printed as one EMF line.
 #[derive(Debug, Clone, Default)]
 pub struct Emf {
@@ -79,7 +87,12 @@ impl Emf {
         if self.values.is_empty() {
             return;
         }
-        println!("{}", self.to_json(chrono::Utc::now().timestamp_millis()));
+        let line = self.to_json(chrono::Utc::now().timestamp_millis());
+        if TO_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
     }
 }
 

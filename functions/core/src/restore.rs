@@ -326,17 +326,34 @@ impl<S: Store> Restorer<S> {
                 self.plan_history_copies(&mut plan, &history, &target, version);
             }
             Mode::Rollback => {
-                let has_log = target.objects.keys().any(|k| {
-                    k.starts_with("_delta_log/")
-                        && crate::delta::classify_log_file(&k["_delta_log/".len()..])
-                            .1
-                            .is_some()
-                });
-                if !has_log {
+                let source_log: Vec<(&String, u64)> = target
+                    .objects
+                    .keys()
+                    .filter_map(|k| {
+                        let name = k.strip_prefix("_delta_log/")?;
+                        Some((k, crate::delta::classify_log_file(name).1?))
+                    })
+                    .collect();
+                // A log that is an exact, shorter copy of the backup's is a recreation that
+                // was interrupted: it goes on.
+                let resumed = !source_log.is_empty()
+                    && source_log.iter().all(|(k, v)| {
+                        *v <= version
+                            && matches!((target.get(k), history.listing.get(k)),
+                                (Some(a), Some(b)) if a.size == b.size && a.etag == b.etag)
+                    })
+                    && history
+                        .log
+                        .commits
+                        .range(..=version)
+                        .any(|(v, _)| !source_log.iter().any(|(_, s)| s == v));
+                if source_log.is_empty() || resumed {
                     plan.recreate = true;
-                    plan.notes.push(format!(
-                        "the source has no Delta log left (a dropped table): it is recreated as it was at version {version}, history included"
-                    ));
+                    plan.notes.push(if resumed {
+                        format!("the source holds part of the log as the backup has it (an interrupted recreation): the rest is copied, up to version {version}")
+                    } else {
+                        format!("the source has no Delta log left (a dropped table): it is recreated as it was at version {version}, history included")
+                    });
                     self.plan_history_copies(&mut plan, &history, &target, version);
                 } else {
                     self.plan_rollback(&mut plan, &history, &target, &resolved)
@@ -624,37 +641,52 @@ impl<S: Store> Restorer<S> {
         let total = plan.copies.len() as u64;
         let bytes = AtomicU64::new(0);
         let out_of_time = || deadline.is_some_and(|d| Instant::now() >= d);
-        let results: Vec<Result<bool>> = stream::iter(&plan.copies)
-            .map(|copy| async {
-                if out_of_time() {
-                    return Ok(false);
-                }
-                let from = plan.backup.key(&copy.path);
-                let to = plan.target_location.key(&copy.path);
-                let request = CopyRequest {
-                    source_bucket: &plan.backup.bucket,
-                    source_key: &from,
-                    size: copy.size,
-                    pin: SourcePin::default(),
-                    bucket: &plan.target_location.bucket,
-                    key: &to,
-                    options: WriteOptions::default(),
-                };
-                match copy_object_pinned(&self.store, &self.settings, &request).await? {
-                    CopyResult::Copied { .. } => {
-                        bytes.fetch_add(copy.size, Ordering::Relaxed);
-                        progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
-                        Ok(true)
+        // Data files first, then the log in version order: a reader never meets a commit
+        // whose files are not there yet, even if the restore is interrupted.
+        let (log, data): (Vec<&PlannedCopy>, Vec<&PlannedCopy>) = plan
+            .copies
+            .iter()
+            .partition(|c| c.path.starts_with("_delta_log/"));
+        let mut log = log;
+        log.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut results = Vec::with_capacity(plan.copies.len());
+        for wave in [data, log] {
+            let wave_results: Vec<Result<bool>> = stream::iter(wave)
+                .map(|copy| async {
+                    if out_of_time() {
+                        return Ok(false);
                     }
-                    other => Err(Error::Restore(format!(
-                        "s3://{}/{from} could not be read from the backup ({other:?}); nothing was written for it. Run the restore again",
-                        plan.backup.bucket
-                    ))),
-                }
-            })
-            .buffer_unordered(self.settings.concurrency)
-            .collect()
-            .await;
+                    let from = plan.backup.key(&copy.path);
+                    let to = plan.target_location.key(&copy.path);
+                    let request = CopyRequest {
+                        source_bucket: &plan.backup.bucket,
+                        source_key: &from,
+                        size: copy.size,
+                        pin: SourcePin::default(),
+                        bucket: &plan.target_location.bucket,
+                        key: &to,
+                        options: WriteOptions::default(),
+                    };
+                    match copy_object_pinned(&self.store, &self.settings, &request).await? {
+                        CopyResult::Copied { .. } => {
+                            bytes.fetch_add(copy.size, Ordering::Relaxed);
+                            progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+                            Ok(true)
+                        }
+                        other => Err(Error::Restore(format!(
+                            "s3://{}/{from} could not be read from the backup ({other:?}); nothing was written for it. Run the restore again",
+                            plan.backup.bucket
+                        ))),
+                    }
+                })
+                .buffer_unordered(self.settings.concurrency)
+                .collect()
+                .await;
+            results.extend(wave_results);
+            if results.iter().any(|r| r.is_err()) {
+                break;
+            }
+        }
         let mut copied = 0;
         let mut first_error = None;
         for result in results {
