@@ -8,7 +8,7 @@ CARGO ?= cargo
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-rust test-python lint fmt demo bench clean
+.PHONY: help setup test test-rust test-python lint fmt demo bench clean fuzz
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,3 +45,7 @@ clean: ## remove build output
 
 bench: setup ## benchmarks (never part of make test): copy and verify against the request floor and s5cmd
 	bash bench/run.sh
+
+FUZZ_CASES ?= 50000
+fuzz: ## property-based fuzzing of every parser of outside input ($(FUZZ_CASES) cases each, bounded time)
+	PROPTEST_CASES=$(FUZZ_CASES) timeout 900 $(CARGO) nextest run -p lifeboat-core -E 'binary(fuzz)' --no-fail-fast
