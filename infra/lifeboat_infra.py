@@ -550,6 +550,9 @@ def deploy_local_stacks(
         # message and push the events toward the dead-letter queue. Local runs drive the
         # replicator from the queue themselves.
         "ReplicationEnabled": "false",
+        # moto ignores If-None-Match on CopyObject (S3 honours it): locally the replicator
+        # looks before it copies.
+        "ConditionalCopy": "false",
     }
     backup_params.update(backup_parameters or {})
     backup_template = load_template(BACKUP_TEMPLATE)

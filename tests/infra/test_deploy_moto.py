@@ -60,7 +60,8 @@ def test_functions_are_configured_from_the_parameters(admin, deployed):
             **common, "LIFEBOAT_INCLUDE_PREFIXES": "", "LIFEBOAT_EXCLUDE_PATTERNS": "",
             "LIFEBOAT_MULTIPART_THRESHOLD_BYTES": "5368709120", "LIFEBOAT_PART_SIZE_BYTES": "268435456",
             "LIFEBOAT_COPY_CONCURRENCY": "64", "LIFEBOAT_STORAGE_CLASS": "STANDARD_IA",
-            "LIFEBOAT_KMS_KEY_ID": out["BackupKeyArn"], "RUST_LOG": "info"}),
+            "LIFEBOAT_KMS_KEY_ID": out["BackupKeyArn"], "LIFEBOAT_CONDITIONAL_COPY": "false",
+            "RUST_LOG": "info"}),
         "VerifyFunctionName": (out["VerifierRoleArn"], 900, {
             **common, "LIFEBOAT_INCLUDE_PREFIXES": "", "LIFEBOAT_EXCLUDE_PATTERNS": "",
             "LIFEBOAT_QUEUE_URL": out["EventsQueueUrl"], "LIFEBOAT_TABLES": "s3://lake-a/sales,s3://lake-b/events",

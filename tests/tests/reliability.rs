@@ -246,3 +246,64 @@ fn shuffled_and_duplicated_events_give_the_same_backup() {
         })
         .unwrap();
 }
+
+/// With `LIFEBOAT_CONDITIONAL_COPY` (for servers that honour `If-None-Match` on CopyObject, as
+/// S3 does; the proxy answers for moto, which ignores it), a new object costs one request, and
+/// duplicates and rewritten log files are still caught.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_copies_cost_one_request_per_new_object() {
+    let lab = Lab::start(&[("LIFEBOAT_CONDITIONAL_COPY", "true")])
+        .await
+        .unwrap();
+    lab.aws
+        .delta(&["write", &Lab::table("t/cheap"), "small"])
+        .unwrap();
+    let proxy = FaultProxy::start(&lab.aws.endpoint, 0.0, "", 5).unwrap();
+    let replicator = Replicator::new(S3Store::new(proxy.s3_client().await), lab.config());
+    let messages = lab.aws.receive_all(&lab.queue).await.unwrap();
+    let response = replicator.handle(&sqs_event(&messages)).await.unwrap();
+    assert!(failed_ids(&response).is_empty());
+    let objects = lab.assert_backup_identical("t/cheap/").await.unwrap() as u64;
+    let requests = proxy.stats().unwrap()["requests"].as_u64().unwrap();
+    println!("{requests} requests for {objects} new objects");
+    assert_eq!(requests, objects, "one CopyObject per new object");
+
+    // Every event again: nothing new is written.
+    let response = replicator.handle(&sqs_event(&messages)).await.unwrap();
+    assert!(failed_ids(&response).is_empty());
+    assert_eq!(
+        lab.assert_backup_identical("t/cheap/").await.unwrap() as u64,
+        objects
+    );
+
+    // A commit rewritten with garbage: the original stays, the garbage is kept aside.
+    let key = "t/cheap/_delta_log/00000000000000000001.json";
+    let original = lab.aws.get(Lab::SRC, key).await.unwrap();
+    lab.aws
+        .put(Lab::SRC, key, b"garbage".to_vec())
+        .await
+        .unwrap();
+    let rewrite = lab.aws.receive_all(&lab.queue).await.unwrap();
+    let response = replicator.handle(&sqs_event(&rewrite)).await.unwrap();
+    assert!(failed_ids(&response).is_empty());
+    let backup_key = format!("{}/{key}", Lab::SRC);
+    assert_eq!(
+        lab.aws.get(Lab::BACKUP, &backup_key).await.unwrap(),
+        original
+    );
+    assert_eq!(
+        lab.aws
+            .version_count(Lab::BACKUP, &backup_key)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        lab.aws
+            .list_keys(Lab::BACKUP, "_lifeboat/conflicts/")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -30,6 +30,10 @@ pub struct Config {
     pub kms_key_id: Option<String>,
     pub queue_url: Option<String>,
     pub tables: Vec<S3Location>,
+    /// `LIFEBOAT_CONDITIONAL_COPY`: copy with `If-None-Match: *` straight away instead of
+    /// looking first (one request per new object instead of two). Only for servers that
+    /// honour `If-None-Match` on CopyObject, as Amazon S3 does; off by default.
+    pub conditional_copy: bool,
 }
 
 impl Config {
@@ -144,6 +148,20 @@ impl Config {
             })
             .collect::<Result<Vec<_>>>()?;
 
+        let conditional_copy = match get("LIFEBOAT_CONDITIONAL_COPY")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("false" | "0" | "no") => false,
+            Some("true" | "1" | "yes") => true,
+            Some(other) => {
+                return Err(Error::config(
+                    "LIFEBOAT_CONDITIONAL_COPY",
+                    format!("{other:?} is not true or false"),
+                ))
+            }
+        };
         let config = Config {
             backup_bucket,
             backup_prefix,
@@ -158,6 +176,7 @@ impl Config {
             kms_key_id: get("LIFEBOAT_KMS_KEY_ID"),
             queue_url: get("LIFEBOAT_QUEUE_URL"),
             tables,
+            conditional_copy,
         };
         Ok(config)
     }
@@ -315,6 +334,10 @@ mod tests {
                 "LIFEBOAT_EXCLUDE_PATTERNS",
             ),
             (vec![("LIFEBOAT_TABLES", "bucket/t")], "LIFEBOAT_TABLES"),
+            (
+                vec![("LIFEBOAT_CONDITIONAL_COPY", "maybe")],
+                "LIFEBOAT_CONDITIONAL_COPY",
+            ),
             (
                 vec![("LIFEBOAT_SOURCE_BUCKETS", "backup")],
                 "LIFEBOAT_SOURCE_BUCKETS",

@@ -210,8 +210,14 @@ impl<S: Store> Replicator<S> {
         let size = object.size.unwrap_or(0);
         // Twice at most: a copy that finds the key taken meanwhile (a concurrent duplicate, or
         // a retry whose first answer was lost) looks again at what is there.
-        for _ in 0..2 {
-            let existing = self.store.head(backup_bucket, &backup_key, None).await?;
+        for attempt in 0..2 {
+            // With conditional copies the first attempt does not look: the copy itself refuses
+            // to overwrite, and only then do we look at what is there.
+            let existing = if attempt == 0 && self.config.conditional_copy {
+                None
+            } else {
+                self.store.head(backup_bucket, &backup_key, None).await?
+            };
             let mut destination = backup_key.clone();
             let mut conflict_with = None;
             let mut if_absent = existing.is_none();
