@@ -215,6 +215,42 @@ def cmd_compare_clones(directory, pairs):
 
 COMMANDS = {"compare-clones": cmd_compare_clones, "overwrite": cmd_overwrite, "vacuum": cmd_vacuum, "same": cmd_same, "history": cmd_history, "upload": cmd_upload, "live-counts": cmd_live_counts, "write": cmd_write, "append": cmd_append, "read": cmd_read, "compare": cmd_compare}
 
+
+# --------------------------------------------------------------------------- disaster drills
+def digest_of(table):
+    """Row count and SHA-256 of the table's canonical sorted rows: equal digests, equal tables."""
+    import hashlib
+
+    data = table_rows(table)
+    return {"version": table.version(), "rows": len(data), "sha256": hashlib.sha256("\n".join(data).encode()).hexdigest()}
+
+
+def cmd_digest(uri, version="latest"):
+    """The digest of one version (default: the latest) of a table."""
+    v = None if version == "latest" else int(version)
+    return digest_of(DeltaTable(uri, version=v, storage_options=storage_options()))
+
+
+def cmd_digests(uri, first="0", last="latest"):
+    """Digests of every version first..last (default: all), to compare after a restore."""
+    latest = DeltaTable(uri, storage_options=storage_options()).version()
+    last = latest if last == "latest" else int(last)
+    return {"latest": latest, "versions": {
+        str(v): digest_of(DeltaTable(uri, version=v, storage_options=storage_options()))
+        for v in range(int(first), last + 1)
+    }}
+
+
+def cmd_checkpoint(uri):
+    """Writes a checkpoint at the latest version (and _last_checkpoint)."""
+    table = DeltaTable(uri, storage_options=storage_options())
+    table.create_checkpoint()
+    return {"version": table.version()}
+
+
+COMMANDS.update({"digest": cmd_digest, "digests": cmd_digests, "checkpoint": cmd_checkpoint})
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     print(json.dumps(COMMANDS[command](*args)), flush=True)

@@ -616,3 +616,6 @@ impl Lab {
         Ok(keys.len())
     }
 }
+
+pub mod drill;
+pub mod drill_lambda;
