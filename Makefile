@@ -48,4 +48,4 @@ bench: setup ## benchmarks (never part of make test): copy and verify against th
 
 FUZZ_CASES ?= 50000
 fuzz: ## property-based fuzzing of every parser of outside input ($(FUZZ_CASES) cases each, bounded time)
-	PROPTEST_CASES=$(FUZZ_CASES) timeout 900 $(CARGO) nextest run -p lifeboat-core -E 'binary(fuzz)' --no-fail-fast
+	PROPTEST_CASES=$(FUZZ_CASES) timeout 1800 $(CARGO) nextest run -p lifeboat-core -E 'binary(fuzz)' --no-fail-fast
