@@ -7,3 +7,8 @@ PY=${PY:-.venv/bin/python}
 
 echo "== verify: 100,000 files over 10,000 versions, served by rclone serve s3 =="
 "$PY" bench/verify_bench.py "$@"
+
+# copy_bench.py runs verify_bench.py again itself, to print every figure in one table;
+# BENCH_COPY_ARGS=--no-verify skips that second verify run.
+echo "== copy: lifeboat backfill vs s5cmd cp vs rclone copy, requests per object, restore clone =="
+"$PY" bench/copy_bench.py ${BENCH_COPY_ARGS:-}
