@@ -41,6 +41,10 @@ clean: ## remove build output
 	$(CARGO) clean
 	rm -rf dist
 
+demo: setup ## the whole story on a local AWS (moto, started and stopped): create, replicate, verify, drop, restore, read back
+	$(CARGO) build -p lifeboat-cli
+	$(CARGO) run --quiet -p lifeboat-cli -- demo
+
 -include infra/infra.mk
 
 bench: setup ## benchmarks (never part of make test): copy and verify against the request floor and s5cmd

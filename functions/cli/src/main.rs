@@ -13,6 +13,7 @@ use lifeboat::replicate::Replicator;
 use lifeboat::s3::{Clients, S3Store};
 use lifeboat::Config;
 
+mod demo_cmd;
 mod restore_cmd;
 mod verify_cmd;
 
@@ -50,6 +51,8 @@ enum Command {
     Verify(verify_cmd::VerifyArgs),
     /// Plan (dry run) or carry out a restore: rollback, clone or repair.
     Restore(restore_cmd::RestoreArgs),
+    /// The whole story on a local AWS started for it: create, replicate, verify, drop, restore.
+    Demo(demo_cmd::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -137,6 +140,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Verify(args) => verify_cmd::run(args).await,
         Command::Restore(args) => restore_cmd::run(args).await,
+        Command::Demo(args) => demo_cmd::run(args).await,
     }
 }
 

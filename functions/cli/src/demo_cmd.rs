@@ -1,0 +1,619 @@
+//! `lifeboat demo`: the whole story on a local AWS that the demo starts and stops itself (a
+//! moto server from the project's virtualenv): create a Delta table, watch it replicate, verify
+//! the backup, drop the table, see the verifier flag it, plan the restore, carry it out, read
+//! the table back.
+//!
+//! The queue's messages go, in SQS batches as Lambda delivers them, to `lifeboat replicate
+//! --event` (the replicate Lambda's handler); the verifier and the restorer run as `lifeboat
+//! verify` and `lifeboat restore`, the commands an engineer types in an incident. The table is written and read by the Python
+//! `deltalake` package (scripts/demo_table.py), a reader independent of Lifeboat.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{bail, Context, Result};
+use lifeboat::s3::Clients;
+use serde_json::{json, Value};
+use tokio::signal::unix::{signal, SignalKind};
+
+const SOURCE: &str = "lake";
+const BACKUP: &str = "lake-backup";
+const TABLE_PATH: &str = "sales/orders";
+const STEPS: usize = 9;
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Wait for Enter before each step (for a live demo).
+    #[arg(long)]
+    pause: bool,
+    /// The project's virtualenv with moto and deltalake (default: LIFEBOAT_VENV, else the
+    /// repository's .venv, else the tools on PATH).
+    #[arg(long, value_name = "DIR")]
+    venv: Option<PathBuf>,
+}
+
+pub async fn run(args: DemoArgs) -> Result<ExitCode> {
+    let tools = Tools::find(args.venv.as_deref())?;
+    let ui = Ui::new(args.pause);
+    ui.banner();
+    let started = ui.spinner("starting a local AWS (moto) on a free loopback port");
+    let aws = LocalAws::start(&tools)?;
+    started.finish_and_clear();
+    ui.done(&format!(
+        "local AWS (moto) answering at {} (pid {}), stopped when the demo ends",
+        aws.endpoint,
+        aws.child.id()
+    ));
+    // Ctrl-C (or a terminal hang-up, or kill): stop the local AWS and leave. A task of its own;
+    // the story only awaits (child processes included), so it runs at once.
+    let moto = aws.child.id();
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing a signal handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing a signal handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("installing a signal handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+            _ = hangup.recv() => {}
+        }
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        eprintln!("\ninterrupted: stopping the local AWS (pid {moto})");
+        let _ = Command::new("kill").arg(moto.to_string()).status();
+        std::process::exit(130);
+    });
+    let outcome = Story::new(&tools, &aws, ui).tell().await;
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        // The signal task is stopping everything; a child killed by the same Ctrl-C is no error.
+        std::future::pending::<()>().await;
+    }
+    drop(aws);
+    outcome?;
+    Ok(ExitCode::SUCCESS)
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Where moto_server and python are.
+struct Tools {
+    moto_server: PathBuf,
+    python: PathBuf,
+    script: PathBuf,
+}
+
+impl Tools {
+    fn find(venv: Option<&Path>) -> Result<Self> {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let repo = repo.canonicalize().unwrap_or(repo);
+        let venv = venv
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("LIFEBOAT_VENV").map(PathBuf::from))
+            .or_else(|| Some(repo.join(".venv")).filter(|v| v.join("bin/python").exists()));
+        let tool = |name: &str| -> PathBuf {
+            match &venv {
+                Some(v) if v.join("bin").join(name).exists() => v.join("bin").join(name),
+                _ => PathBuf::from(name),
+            }
+        };
+        let script = std::env::var_os("LIFEBOAT_DEMO_SCRIPT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo.join("scripts/demo_table.py"));
+        if !script.exists() {
+            bail!(
+                "{} is missing: run the demo from the repository (make demo)",
+                script.display()
+            );
+        }
+        Ok(Tools {
+            moto_server: tool("moto_server"),
+            python: tool("python"),
+            script,
+        })
+    }
+}
+
+/// moto in server mode on a free loopback port, killed when dropped.
+struct LocalAws {
+    child: Child,
+    endpoint: String,
+    log: PathBuf,
+}
+
+impl LocalAws {
+    fn start(tools: &Tools) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let log = std::env::temp_dir().join(format!("lifeboat-demo-moto-{port}.log"));
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(&tools.moto_server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file.try_clone()?))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} (run `make setup` first, or pass --venv)",
+                    tools.moto_server.display()
+                )
+            })?;
+        let mut aws = LocalAws {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = aws.child.try_wait()? {
+                bail!(
+                    "moto_server exited with {status}; see {}",
+                    aws.log.display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "moto_server did not answer within 60 s; see {}",
+                    aws.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(aws)
+    }
+}
+
+impl Drop for LocalAws {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// The terminal: step headers, spinners, result lines; plain text when not a terminal.
+struct Ui {
+    pause: bool,
+    color: bool,
+    step: usize,
+}
+
+impl Ui {
+    fn new(pause: bool) -> Self {
+        Ui {
+            pause: pause && std::io::stdin().is_terminal(),
+            color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            step: 0,
+        }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn banner(&self) {
+        println!(
+            "{}",
+            self.paint(
+                "1",
+                "Lifeboat demo: a Delta table, its backup, a disaster and the way back"
+            )
+        );
+        println!("Everything runs on this machine, on a local AWS started for the demo.\n");
+    }
+
+    fn step(&mut self, title: &str, why: &str) {
+        self.step += 1;
+        if self.pause {
+            print!("{}", self.paint("2", "  (Enter to continue) "));
+            let _ = std::io::stdout().flush();
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+        }
+        println!(
+            "\n{} {}",
+            self.paint("1;36", &format!("[{}/{STEPS}]", self.step)),
+            self.paint("1", title)
+        );
+        println!("      {}", self.paint("2", why));
+    }
+
+    fn done(&self, text: &str) {
+        println!("      {} {text}", self.paint("32", "✔"));
+    }
+
+    fn bad(&self, text: &str) {
+        println!("      {} {text}", self.paint("31", "✘"));
+    }
+
+    fn indent(&self, text: &str) {
+        for line in text.lines() {
+            println!("      {line}");
+        }
+    }
+
+    fn spinner(&self, text: &str) -> indicatif::ProgressBar {
+        let bar = indicatif::ProgressBar::new_spinner().with_style(
+            indicatif::ProgressStyle::with_template("      {spinner} {msg} {elapsed}")
+                .expect("valid template"),
+        );
+        bar.set_message(text.to_string());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        bar
+    }
+}
+
+struct Story<'a> {
+    tools: &'a Tools,
+    aws: &'a LocalAws,
+    ui: Ui,
+    table: String,
+}
+
+impl<'a> Story<'a> {
+    fn new(tools: &'a Tools, aws: &'a LocalAws, ui: Ui) -> Self {
+        Story {
+            tools,
+            aws,
+            ui,
+            table: format!("s3://{SOURCE}/{TABLE_PATH}"),
+        }
+    }
+
+    /// The environment of every step: the local AWS, and Lifeboat's configuration.
+    fn env(&self, queue: Option<&str>) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = [
+            ("AWS_ENDPOINT_URL", self.aws.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "demo"),
+            ("AWS_SECRET_ACCESS_KEY", "demo"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("LIFEBOAT_BACKUP_BUCKET", BACKUP),
+            ("LIFEBOAT_SOURCE_BUCKETS", SOURCE),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        if let Some(queue) = queue {
+            env.push(("LIFEBOAT_QUEUE_URL".into(), queue.into()));
+        }
+        env
+    }
+
+    /// scripts/demo_table.py COMMAND ARGS, its JSON answer.
+    async fn python(&self, args: &[&str]) -> Result<Value> {
+        let out = tokio::process::Command::new(&self.tools.python)
+            .arg(&self.tools.script)
+            .args(args)
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .envs(self.env(None))
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .with_context(|| format!("running {}", self.tools.python.display()))?;
+        if !out.status.success() {
+            bail!(
+                "demo_table.py {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serde_json::from_slice(&out.stdout).context("demo_table.py printed no JSON")
+    }
+
+    /// `lifeboat ARGS` (this very binary), its standard output. Standard error (progress bars)
+    /// reaches the terminal when `show_progress`; log lines and metrics are kept out of it.
+    async fn lifeboat(
+        &self,
+        args: &[&str],
+        queue: &str,
+        show_progress: bool,
+    ) -> Result<(i32, String)> {
+        let exe = std::env::current_exe()?;
+        let out = tokio::process::Command::new(exe)
+            .args(args)
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .envs(self.env(Some(queue)))
+            .env("RUST_LOG", "off")
+            .stdin(Stdio::null())
+            .stderr(if show_progress {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .output()
+            .await?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    }
+
+    async fn tell(mut self) -> Result<()> {
+        let begun = Instant::now();
+        for (k, v) in self.env(None) {
+            std::env::set_var(k, v);
+        }
+        std::env::remove_var("AWS_PROFILE");
+        std::env::remove_var("AWS_SESSION_TOKEN");
+
+        self.ui.step(
+            "Wire a source bucket to a backup bucket",
+            "The source bucket's object events go to an SQS queue that feeds the replicator; the backup bucket is versioned (infra/ deploys the same wiring, with IAM walls and Object Lock).",
+        );
+        let setup = self
+            .python(&["setup", SOURCE, BACKUP, "lifeboat-events"])
+            .await?;
+        let queue = setup["queue_url"]
+            .as_str()
+            .context("no queue url")?
+            .to_string();
+        std::env::set_var("LIFEBOAT_QUEUE_URL", &queue);
+        self.ui.done(&format!(
+            "s3://{SOURCE} -> events -> {queue}; backup bucket s3://{BACKUP}"
+        ));
+
+        self.ui.step(
+            "Create a Delta table",
+            "A job writes s3://lake/sales/orders with the Python deltalake package: three commits, partitioned by city.",
+        );
+        let spin = self.ui.spinner("writing with deltalake");
+        let written = self.python(&["write", &self.table]).await?;
+        spin.finish_and_clear();
+        let before = self.python(&["read", &self.table]).await?;
+        self.ui.done(&format!(
+            "{} at version {}: {} rows ({} commits: {})",
+            self.table,
+            written["version"],
+            before["rows"].as_array().map_or(0, Vec::len),
+            written["history"].as_array().map_or(0, Vec::len),
+            join(&written["history"])
+        ));
+
+        self.ui.step(
+            "Watch it replicate",
+            "Each S3 event reaches the replicator through the queue; it copies the object into the backup, server-side, keeping the original key.",
+        );
+        let clients = Clients::from_env().await;
+        let t0 = Instant::now();
+        let (events, batches) = self.drain(&clients, &queue).await?;
+        let backed_up = self
+            .python(&["count", BACKUP, &format!("{SOURCE}/{TABLE_PATH}/")])
+            .await?;
+        self.ui.done(&format!(
+            "{events} events in {batches} batch(es) -> {} objects ({} bytes) in s3://{BACKUP}/{SOURCE}/{TABLE_PATH}/ in {:.1} s",
+            backed_up["objects"],
+            backed_up["bytes"],
+            t0.elapsed().as_secs_f64()
+        ));
+
+        self.ui.step(
+            "Verify the backup",
+            "The verifier proves from the backup alone which versions can be restored (every file they need is there), and compares the source with it.",
+        );
+        let spin = self.ui.spinner("lifeboat verify");
+        let (_, report) = self
+            .lifeboat(&["verify", "--table", &self.table], &queue, false)
+            .await?;
+        spin.finish_and_clear();
+        println!();
+        self.ui.indent(&report);
+
+        self.ui.step(
+            "Disaster: the table is dropped and purged",
+            "Metastore automation drops the external table and deletes every object under its prefix, old versions included.",
+        );
+        let dropped = self
+            .python(&["drop", SOURCE, &format!("{TABLE_PATH}/")])
+            .await?;
+        let gone = self.python(&["read", &self.table]).await?;
+        self.ui.bad(&format!(
+            "{} object versions destroyed under s3://{SOURCE}/{TABLE_PATH}/",
+            dropped["destroyed"]
+        ));
+        self.ui.bad(&format!(
+            "deltalake cannot open the table: {}",
+            gone["error"].as_str().unwrap_or("?")
+        ));
+        let (deletions, _) = self.drain(&clients, &queue).await?;
+        let still = self
+            .python(&["count", BACKUP, &format!("{SOURCE}/{TABLE_PATH}/")])
+            .await?;
+        self.ui.done(&format!(
+            "{deletions} deletion event(s) reached the replicator, which never deletes: the backup still holds {} objects",
+            still["objects"]
+        ));
+
+        self.ui.step(
+            "The verifier flags it",
+            "Its next run (hourly by default) reports the dropped table as a critical finding; alarms are built on that.",
+        );
+        let spin = self.ui.spinner("lifeboat verify");
+        let (_, report) = self
+            .lifeboat(&["verify", "--table", &self.table], &queue, false)
+            .await?;
+        spin.finish_and_clear();
+        println!();
+        self.ui.indent(&report);
+
+        self.ui.step(
+            "Plan the restore (dry run)",
+            "A restore is a dry run unless asked otherwise: here is what a rollback to the newest restorable version would copy and write.",
+        );
+        let (code, plan) = self
+            .lifeboat(
+                &["restore", &self.table, "--mode", "rollback"],
+                &queue,
+                false,
+            )
+            .await?;
+        if code != 0 {
+            bail!("lifeboat restore (dry run) exited with {code}:\n{plan}");
+        }
+        println!();
+        self.ui.indent(&plan);
+
+        self.ui.step(
+            "Restore",
+            "The same command with --execute copies the table back from the backup; a dropped table comes back with its history.",
+        );
+        let t0 = Instant::now();
+        let (code, result) = self
+            .lifeboat(
+                &["restore", &self.table, "--mode", "rollback", "--execute"],
+                &queue,
+                true,
+            )
+            .await?;
+        if code != 0 {
+            bail!("lifeboat restore --execute exited with {code}:\n{result}");
+        }
+        println!();
+        self.ui.indent(&result);
+
+        self.ui.step(
+            "Read the table back",
+            "An independent reader (deltalake) opens the restored table; its rows must equal those before the drop.",
+        );
+        let after = self.python(&["read", &self.table]).await?;
+        let restore_seconds = t0.elapsed().as_secs_f64();
+        if after.get("error").is_some() {
+            bail!("the restored table cannot be read: {}", after["error"]);
+        }
+        println!();
+        self.ui.indent(&rows_table(&after["rows"]));
+        println!();
+        if after["digest"] == before["digest"] && after["version"] == before["version"] {
+            self.ui.done(&format!(
+                "version {} again, {} rows identical to before the drop (digest {}); history: {}",
+                after["version"],
+                after["rows"].as_array().map_or(0, Vec::len),
+                after["digest"].as_str().unwrap_or("?"),
+                join(&after["history"])
+            ));
+        } else {
+            bail!("the restored table differs: before {before}, after {after}");
+        }
+        self.drain(&clients, &queue).await?;
+        self.ui.done(&format!(
+            "the table read back {restore_seconds:.1} s after the restore started; the whole demo took {:.0} s",
+            begun.elapsed().as_secs_f64()
+        ));
+        println!(
+            "\nNext: `make test` runs the six disaster drills through the Lambda binaries; README.md explains deployment."
+        );
+        Ok(())
+    }
+
+    /// Receives the queue's messages in batches of up to 10 and hands each batch, as the SQS
+    /// event Lambda delivers, to `lifeboat replicate --event`; deletes the batch once it
+    /// succeeded. Returns (messages, batches).
+    async fn drain(&self, clients: &Clients, queue: &str) -> Result<(usize, usize)> {
+        let bar = indicatif::ProgressBar::new_spinner().with_style(
+            indicatif::ProgressStyle::with_template(
+                "      {spinner} replicating: {pos} events {elapsed}",
+            )
+            .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(100));
+        let (mut messages, mut batches, mut empty) = (0, 0, 0);
+        while empty < 2 {
+            let out = clients
+                .sqs
+                .receive_message()
+                .queue_url(queue)
+                .max_number_of_messages(10)
+                .wait_time_seconds(if empty == 0 { 1 } else { 0 })
+                .send()
+                .await?;
+            let batch = out.messages();
+            if batch.is_empty() {
+                empty += 1;
+                continue;
+            }
+            empty = 0;
+            let records: Vec<Value> = batch
+                .iter()
+                .map(|m| {
+                    json!({
+                        "messageId": m.message_id(),
+                        "receiptHandle": m.receipt_handle(),
+                        "body": m.body(),
+                        "attributes": {},
+                        "messageAttributes": {},
+                        "eventSource": "aws:sqs",
+                        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:lifeboat-events",
+                        "awsRegion": "us-east-1"
+                    })
+                })
+                .collect();
+            let event = std::env::temp_dir().join(format!(
+                "lifeboat-demo-{}-batch-{batches}.json",
+                std::process::id()
+            ));
+            std::fs::write(&event, json!({ "Records": records }).to_string())?;
+            let path = event.to_string_lossy().into_owned();
+            let replicated = self
+                .lifeboat(&["replicate", "--event", &path], queue, false)
+                .await;
+            let _ = std::fs::remove_file(&event);
+            let (code, response) = replicated?;
+            if code != 0 {
+                bail!("lifeboat replicate failed (exit {code}): {response}");
+            }
+            for m in batch {
+                if let Some(handle) = m.receipt_handle() {
+                    clients
+                        .sqs
+                        .delete_message()
+                        .queue_url(queue)
+                        .receipt_handle(handle)
+                        .send()
+                        .await?;
+                }
+            }
+            messages += batch.len();
+            batches += 1;
+            bar.set_position(messages as u64);
+        }
+        bar.finish_and_clear();
+        Ok((messages, batches))
+    }
+}
+
+fn join(list: &Value) -> String {
+    list.as_array()
+        .map(|l| {
+            l.iter()
+                .map(|v| v.as_str().unwrap_or("?").to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+/// The rows as a small text table.
+fn rows_table(rows: &Value) -> String {
+    let mut out = format!(
+        "{:>8}  {:<8}  {:>7}  {}\n",
+        "order_id", "city", "amount", "status"
+    );
+    for r in rows.as_array().into_iter().flatten() {
+        out += &format!(
+            "{:>8}  {:<8}  {:>7.2}  {}\n",
+            r["order_id"].as_i64().unwrap_or(0),
+            r["city"].as_str().unwrap_or("?"),
+            r["amount"].as_f64().unwrap_or(0.0),
+            r["status"].as_str().unwrap_or("?")
+        );
+    }
+    out
+}
