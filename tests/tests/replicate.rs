@@ -1,64 +1,25 @@
 //! The replicator against the local S3 server, fed from a real bucket notification queue.
 
-use std::collections::HashMap;
-
-use lifeboat::replicate::{meta, Replicator};
-use lifeboat::s3::S3Store;
-use lifeboat::Config;
-use lifeboat_tests::{failed_ids, fixture, sqs_event, LocalAws};
+use lifeboat::replicate::meta;
+use lifeboat_tests::{failed_ids, fixture, sqs_event, Lab};
 use serde_json::Value;
 
-const SRC: &str = "source-bucket";
-const BACKUP: &str = "backup-bucket";
+const SRC: &str = Lab::SRC;
+const BACKUP: &str = Lab::BACKUP;
 
-struct Setup {
-    aws: LocalAws,
-    queue: String,
-    replicator: Replicator<S3Store>,
+async fn setup(extra: &[(&str, &str)]) -> Lab {
+    Lab::start(extra).await.unwrap()
 }
 
-async fn setup(extra: &[(&str, &str)]) -> Setup {
-    let aws = LocalAws::start().await.unwrap();
-    aws.create_bucket(SRC, false).await.unwrap();
-    aws.create_bucket(BACKUP, true).await.unwrap();
-    let queue = aws.notify_to_queue(SRC, "lifeboat-events").await.unwrap();
-    let mut vars: HashMap<String, String> = [
-        ("LIFEBOAT_BACKUP_BUCKET", BACKUP),
-        ("LIFEBOAT_SOURCE_BUCKETS", SRC),
-    ]
-    .iter()
-    .chain(extra)
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    vars.entry("LIFEBOAT_COPY_CONCURRENCY".into())
-        .or_insert("8".into());
-    let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
-    let replicator = Replicator::new(S3Store::new(aws.s3().clone()), config);
-    Setup {
-        aws,
-        queue,
-        replicator,
-    }
+/// Replication checks that need more than `Lab` offers.
+trait Checks {
+    async fn drain_ok(&self) -> Vec<String>;
+    async fn assert_backup_complete(&self, prefix: &str);
 }
 
-impl Setup {
-    /// Delivers everything in the queue to the handler as SQS batches of up to 10, deleting
-    /// the messages that succeeded (as Lambda's SQS integration does). Returns the failed ids.
-    async fn drain(&self) -> Vec<String> {
-        let messages = self.aws.receive_all(&self.queue).await.unwrap();
-        let mut failed = Vec::new();
-        for chunk in messages.chunks(10) {
-            let response = self.replicator.handle(&sqs_event(chunk)).await.unwrap();
-            let failures = failed_ids(&response);
-            let done: Vec<String> = chunk
-                .iter()
-                .filter(|m| !failures.iter().any(|f| Some(f.as_str()) == m.message_id()))
-                .filter_map(|m| m.receipt_handle().map(str::to_string))
-                .collect();
-            self.aws.delete_messages(&self.queue, &done).await.unwrap();
-            failed.extend(failures);
-        }
-        failed
+impl Checks for Lab {
+    async fn drain_ok(&self) -> Vec<String> {
+        self.drain().await.unwrap()
     }
 
     /// Asserts every source object under `prefix` is in the backup, byte for byte, with the
@@ -131,7 +92,7 @@ async fn delta_table_backup_reads_back_at_every_version() {
     let written = s.aws.delta(&["write", &table, "history"]).unwrap();
     assert_eq!(written["version"], 6);
 
-    assert!(s.drain().await.is_empty(), "no record may fail");
+    assert!(s.drain_ok().await.is_empty(), "no record may fail");
     s.assert_backup_complete("tables/history/").await;
 
     let backup_table = format!("s3://{BACKUP}/{SRC}/tables/history");
@@ -171,7 +132,7 @@ async fn form_encoded_and_unicode_keys() {
     for (i, key) in keys.iter().enumerate() {
         s.aws.put(SRC, key, format!("content {i}")).await.unwrap();
     }
-    assert!(s.drain().await.is_empty());
+    assert!(s.drain_ok().await.is_empty());
     let backed_up = s
         .aws
         .list_keys(BACKUP, &format!("{SRC}/odd/"))
@@ -286,7 +247,7 @@ async fn rewritten_log_file_is_a_conflict_and_the_original_is_kept() {
         )
         .await
         .unwrap();
-    assert!(s.drain().await.is_empty());
+    assert!(s.drain_ok().await.is_empty());
 
     s.aws.put(SRC, key, b"garbage".to_vec()).await.unwrap();
     s.aws
@@ -369,7 +330,7 @@ async fn removal_events_never_delete_from_the_backup() {
         .put(SRC, "t/kept.parquet", b"keep me".to_vec())
         .await
         .unwrap();
-    assert!(s.drain().await.is_empty());
+    assert!(s.drain_ok().await.is_empty());
     s.aws
         .s3()
         .delete_object()
@@ -378,7 +339,7 @@ async fn removal_events_never_delete_from_the_backup() {
         .send()
         .await
         .unwrap();
-    assert!(s.drain().await.is_empty());
+    assert!(s.drain_ok().await.is_empty());
     assert_eq!(
         s.aws
             .get(BACKUP, &format!("{SRC}/t/kept.parquet"))
@@ -536,7 +497,7 @@ async fn include_and_exclude_filters() {
         .await
         .unwrap();
     s.aws.put(SRC, "scratch/c", b"c".to_vec()).await.unwrap();
-    assert!(s.drain().await.is_empty());
+    assert!(s.drain_ok().await.is_empty());
     assert_eq!(
         s.aws.list_keys(BACKUP, "").await.unwrap(),
         vec![format!("{SRC}/tables/t/a.parquet")]
