@@ -112,8 +112,6 @@ pub struct Drained {
     pub invocations: usize,
     pub messages: usize,
     pub failed: Vec<String>,
-    /// Per replicate invocation: when it answered (ms since the epoch).
-    pub answered_ms: Vec<i64>,
 }
 
 /// A restore through the restore Lambda: its answer, and the time to a readable table.
@@ -274,13 +272,12 @@ impl Drill {
             drill.verify.call(&scheduled)
         )?;
         drill.say(&format!(
-            "deployed stacks into moto at {} and enforced IAM in {:.1} s; replicate and verify run under cargo lambda watch, restore under the {}",
+            "deployed both stacks into moto at {} and switched IAM enforcement on ({:.1} s); replicate: {}; verify: {}; restore: {}",
             drill.aws.endpoint,
             started.elapsed().as_secs_f64(),
-            match runtime_of("restore") {
-                Runtime::CargoLambdaWatch => "cargo lambda watch",
-                Runtime::Emulator => "runtime API emulator (cargo lambda's deadline is 1970)",
-            }
+            drill.replicate.runtime(),
+            drill.verify.runtime(),
+            drill.restore.runtime(),
         ));
         Ok(drill)
     }
@@ -456,7 +453,6 @@ impl Drill {
         drained.invocations = 1;
         drained.messages = messages.len();
         drained.failed = failures;
-        drained.answered_ms.push(now_ms());
         Ok(drained)
     }
 
@@ -818,7 +814,6 @@ fn merge(into: &mut Drained, batch: Drained) {
     into.invocations += batch.invocations;
     into.messages += batch.messages;
     into.failed.extend(batch.failed);
-    into.answered_ms.extend(batch.answered_ms);
 }
 
 /// Switches moto's IAM enforcement on: every request from now on is authorized against the

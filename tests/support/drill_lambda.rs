@@ -120,14 +120,6 @@ impl LambdaFunction {
             }
         }
     }
-
-    /// The function's own log (its stdout and stderr, and the runtime's).
-    pub fn log_path(&self) -> &Path {
-        match self {
-            LambdaFunction::CargoLambda(f) => &f.log,
-            LambdaFunction::Emulated(f) => &f.log,
-        }
-    }
 }
 
 /// The environment a function process gets: nothing from the test process but what a build
