@@ -14,7 +14,7 @@ The floor is what any verifier of this table must do: list both copies of the ta
 per 1,000 keys each) and read every commit once.
 
 Usage: python bench/verify_bench.py [--versions N] [--files N] [--checkpoint-every N]
-                                    [--profile release|dev] [--keep]
+                                    [--profile release|dev] [--binary PATH] [--keep]
 """
 
 import argparse
@@ -113,6 +113,7 @@ class Counting(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     upstream = None
     counts = Counter()
+    seconds = Counter()
     lock = threading.Lock()
     local = threading.local()
 
@@ -131,8 +132,6 @@ class Counting(BaseHTTPRequestHandler):
             op = "GET log file" if "/_delta_log/" in url.path else "GET object"
         else:
             op = self.command
-        with self.lock:
-            self.counts[op] += 1
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             body = b""
             while True:
@@ -149,6 +148,7 @@ class Counting(BaseHTTPRequestHandler):
         if body or self.command in ("PUT", "POST"):
             headers["Content-Length"] = str(len(body))
         conn = getattr(self.local, "conn", None)
+        started = time.monotonic()
         for attempt in range(2):
             try:
                 if conn is None:
@@ -162,6 +162,9 @@ class Counting(BaseHTTPRequestHandler):
                 conn = self.local.conn = None
                 if attempt:
                     raise
+        with self.lock:
+            self.counts[op] += 1
+            self.seconds[op] += time.monotonic() - started
         self.send_response_only(response.status, response.reason)
         for k, v in response.getheaders():
             if k.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -228,11 +231,14 @@ def run_verify(binary, port, timed):
     if proc.returncode != 0:
         sys.exit(f"lifeboat verify exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     report = json.loads(proc.stdout)
-    peak_kib = None
+    usage = {}
     if timed:
-        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
-        peak_kib = int(m.group(1)) if m else None
-    return report, elapsed, peak_kib
+        for name, pattern in [("peak_kib", r"Maximum resident set size \(kbytes\): (\d+)"),
+                              ("user_s", r"User time \(seconds\): ([\d.]+)"),
+                              ("system_s", r"System time \(seconds\): ([\d.]+)")]:
+            m = re.search(pattern, proc.stderr)
+            usage[name] = float(m.group(1)) if m else None
+    return report, elapsed, usage
 
 
 def main():
@@ -242,11 +248,15 @@ def main():
     parser.add_argument("--checkpoint-every", type=int, default=1_000)
     parser.add_argument("--profile", choices=["release", "dev"],
                         default=os.environ.get("BENCH_PROFILE", "release"))
+    parser.add_argument("--binary", help="a lifeboat executable to use instead of building one")
     parser.add_argument("--keep", action="store_true", help="keep the generated directory")
     args = parser.parse_args()
 
-    print(f"building lifeboat ({args.profile}) ...", flush=True)
-    binary = build(args.profile)
+    if args.binary:
+        binary = args.binary
+    else:
+        print(f"building lifeboat ({args.profile}) ...", flush=True)
+        binary = build(args.profile)
     work = Path(tempfile.mkdtemp(prefix="lifeboat-verify-bench-"))
     root = work / "s3"
     rclone = None
@@ -268,7 +278,7 @@ def main():
         # Warm rclone's directory cache once, so both runs see the same server.
         run_verify(binary, rclone_port, timed=False)
         report, counted_s, _ = run_verify(binary, proxy_port, timed=False)
-        _, wall_s, peak_kib = run_verify(binary, rclone_port, timed=True)
+        _, wall_s, usage = run_verify(binary, rclone_port, timed=True)
 
         tables = report["tables"]
         assert len(tables) == 1, tables
@@ -288,14 +298,15 @@ def main():
               f"rpo {t0['rpo_seconds']} s, lag {t0['lag_versions']}")
         print("S3 requests (counted by a proxy in front of the server):")
         for op, n in sorted(counts.items()):
-            print(f"  {op:<18} {n:>8}")
+            print(f"  {op:<18} {n:>8}   {Counting.seconds[op]:7.1f} s summed server time")
         print(f"  {'total':<18} {total:>8}")
         print(f"floor: {list_pages} LIST pages (backup + source, {objects} keys each) "
               f"+ {args.versions} log files read = {floor}; "
               f"observed {total} ({total / floor:.3f} x floor)")
         print(f"wall time: {wall_s:.1f} s (direct to rclone; {counted_s:.1f} s through the proxy)")
-        if peak_kib:
-            print(f"peak memory: {peak_kib / 1024:.0f} MiB (max RSS, /usr/bin/time -v)")
+        if usage.get("peak_kib"):
+            print(f"peak memory: {usage['peak_kib'] / 1024:.0f} MiB (max RSS, /usr/bin/time -v); "
+                  f"client CPU {usage['user_s']:.1f} s user + {usage['system_s']:.1f} s system")
     finally:
         if server:
             server.shutdown()
