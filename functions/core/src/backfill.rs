@@ -45,30 +45,40 @@ pub async fn backfill<S: Store>(
         listed: source.len() as u64,
         ..Default::default()
     };
-    let todo: Vec<ObjectRef> = source
+    // Each object the backup lacks, and whether its key is absent from the backup altogether
+    // (then the copy need not look first) or there with another size (a possible conflict).
+    let todo: Vec<(ObjectRef, bool)> = source
         .into_iter()
-        .filter(|o| {
-            let present = backup.get(&config.backup_key(&location.bucket, &o.key)) == Some(&o.size);
-            if present {
+        .filter_map(|o| {
+            let listed = backup
+                .get(&config.backup_key(&location.bucket, &o.key))
+                .copied();
+            if listed == Some(o.size) {
                 summary.already_backed_up += 1;
+                return None;
             }
-            !present
-        })
-        .map(|o| ObjectRef {
-            bucket: location.bucket.clone(),
-            key: o.key,
-            size: Some(o.size),
-            etag: Some(o.etag),
-            version_id: None,
-            event_time: o.last_modified,
-            event_name: "ObjectCreated:Backfill".into(),
+            let object = ObjectRef {
+                bucket: location.bucket.clone(),
+                key: o.key,
+                size: Some(o.size),
+                etag: Some(o.etag),
+                version_id: None,
+                event_time: o.last_modified,
+                event_name: "ObjectCreated:Backfill".into(),
+            };
+            Some((object, listed.is_none()))
         })
         .collect();
     let total = todo.len() as u64;
-    let done = std::sync::atomic::AtomicU64::new(0);
+    let done = &std::sync::atomic::AtomicU64::new(0);
+    let progress = &progress;
     let results: Vec<(ObjectRef, Result<Outcome>)> = stream::iter(todo)
-        .map(|object| async {
-            let result = replicator.replicate_object(&object).await;
+        .map(|(object, absent)| async move {
+            let result = if absent {
+                replicator.replicate_listed_absent(&object).await
+            } else {
+                replicator.replicate_object(&object).await
+            };
             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             progress(n, total);
             (object, result)

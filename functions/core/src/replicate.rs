@@ -178,6 +178,20 @@ impl<S: Store> Replicator<S> {
 
     /// Copies one created object into the backup, unless the backup already has it.
     pub async fn replicate_object(&self, object: &ObjectRef) -> Result<Outcome> {
+        self.replicate(object, false).await
+    }
+
+    /// Like [`Self::replicate_object`], for an object whose backup key a listing of the backup
+    /// has just shown absent (a backfill): the first attempt copies without looking first
+    /// (still with `If-None-Match: *`), one request per object instead of a HEAD and a copy.
+    /// A key that appeared since the listing is, on a server that honours the condition, looked
+    /// at as usual; on one that ignores it, the copy is the same pinned content again, written
+    /// as a new version (the backup is versioned: nothing is lost).
+    pub async fn replicate_listed_absent(&self, object: &ObjectRef) -> Result<Outcome> {
+        self.replicate(object, true).await
+    }
+
+    async fn replicate(&self, object: &ObjectRef, listed_absent: bool) -> Result<Outcome> {
         self.check_source(object)?;
         if !self.config.selects(&object.key) {
             tracing::debug!(bucket = %object.bucket, key = %object.key, "excluded by configuration");
@@ -211,9 +225,10 @@ impl<S: Store> Replicator<S> {
         // Twice at most: a copy that finds the key taken meanwhile (a concurrent duplicate, or
         // a retry whose first answer was lost) looks again at what is there.
         for attempt in 0..2 {
-            // With conditional copies the first attempt does not look: the copy itself refuses
-            // to overwrite, and only then do we look at what is there.
-            let existing = if attempt == 0 && self.config.conditional_copy {
+            // With conditional copies (or a listing that just showed the key absent) the first
+            // attempt does not look: the copy itself refuses to overwrite, and only then do we
+            // look at what is there.
+            let existing = if attempt == 0 && (self.config.conditional_copy || listed_absent) {
                 None
             } else {
                 self.store.head(backup_bucket, &backup_key, None).await?
