@@ -334,9 +334,11 @@ def main():
         if "small" in only:
             print(f"== {small_case} ==", flush=True)
             bench.replicate(small_case, "small", args.small)
+            report(bench, counts, None, args)  # the figures so far, should a later case fail
         if "large" in only:
             print(f"== {large_case} ==", flush=True)
             bench.replicate(large_case, "large", args.large)
+            report(bench, counts, None, args)
         if "restore" in only:
             case = f"restore clone, {args.table_files} files"
             print(f"== {case} ==", flush=True)
