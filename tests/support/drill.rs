@@ -22,7 +22,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use serde_json::Value;
 
 use crate::drill_lambda::{
-    build_functions, http_post, CargoLambdaWatch, LambdaFunction, RuntimeEmulator,
+    build_functions, http_post, CargoLambdaWatch, LambdaFunction, Outcome, RuntimeEmulator,
 };
 use crate::{failed_ids, fixture, repo_root, sqs_event, venv_bin, LocalAws};
 
@@ -229,9 +229,9 @@ impl Drill {
             let timeout = Duration::from_secs(function["timeout_seconds"].as_u64().unwrap_or(900));
             async move {
                 Ok::<_, anyhow::Error>(match runtime_of(bin) {
-                    Runtime::CargoLambdaWatch => {
-                        LambdaFunction::CargoLambda(CargoLambdaWatch::start(bin, &env, log).await?)
-                    }
+                    Runtime::CargoLambdaWatch => LambdaFunction::CargoLambda(
+                        CargoLambdaWatch::start(bin, &env, timeout, log).await?,
+                    ),
                     Runtime::Emulator => LambdaFunction::Emulated(
                         RuntimeEmulator::start(bin, &env, &name, &arn, timeout, log).await?,
                     ),
@@ -267,10 +267,17 @@ impl Drill {
         // freshness check is not timed as replication).
         let test_event: Value = serde_json::from_str(&fixture("s3-test-event.json"))?;
         let scheduled: Value = serde_json::from_str(&fixture("eventbridge-scheduled.json"))?;
-        tokio::try_join!(
+        let empty = serde_json::json!({});
+        let (_, _, restore) = tokio::try_join!(
             drill.replicate.call(&test_event),
-            drill.verify.call(&scheduled)
+            drill.verify.call(&scheduled),
+            drill.restore.invoke(&empty),
         )?;
+        // An empty payload is bad input (not a crash): the restore function is up.
+        match restore {
+            Outcome::FunctionError(e) if e.to_string().contains("BadInput") => {}
+            other => bail!("restore answered an empty payload with {other:?}"),
+        }
         drill.say(&format!(
             "deployed both stacks into moto at {} and switched IAM enforcement on ({:.1} s); replicate: {}; verify: {}; restore: {}",
             drill.aws.endpoint,

@@ -221,12 +221,19 @@ pub struct CargoLambdaWatch {
     pub bin: String,
     pub port: u16,
     pub log: PathBuf,
+    /// The deployed function timeout, plus time for `cargo run` to check the build.
+    limit: Duration,
 }
 
 impl CargoLambdaWatch {
     /// Starts the emulator for binary `bin` with `env` as the function's environment. Code
     /// changes are ignored (`--ignore-changes`): the binary is the one built for this run.
-    pub async fn start(bin: &str, env: &HashMap<String, String>, log: PathBuf) -> Result<Self> {
+    pub async fn start(
+        bin: &str,
+        env: &HashMap<String, String>,
+        timeout: Duration,
+        log: PathBuf,
+    ) -> Result<Self> {
         let port = free_port();
         let file = std::fs::File::create(&log)?;
         let mut command = Command::new(venv_bin("cargo-lambda"));
@@ -256,6 +263,7 @@ impl CargoLambdaWatch {
             bin: bin.to_string(),
             port,
             log,
+            limit: timeout + Duration::from_secs(300),
         };
         let deadline = Instant::now() + Duration::from_secs(120);
         while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
@@ -275,15 +283,55 @@ impl CargoLambdaWatch {
 
     async fn invoke(&self, payload: &Value) -> Result<Outcome> {
         let path = format!("/2015-03-31/functions/{}/invocations", self.bin);
-        let (status, headers, body) = http_post(self.port, &path, &payload.to_string())
-            .await
-            .with_context(|| format!("invoking {} ({})", self.bin, tail(&self.log)))?;
+        let body = payload.to_string();
+        // cargo lambda watch leaves an invocation hanging when the function process dies (a
+        // cold-start error, a crash): watch its log for that, and bound the wait.
+        let exits_before = process_exits(&self.log);
+        let died = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if process_exits(&self.log) > exits_before {
+                    return;
+                }
+            }
+        };
+        let (status, headers, body) = tokio::select! {
+            answer = http_post(self.port, &path, &body) => {
+                answer.with_context(|| format!("invoking {} ({})", self.bin, tail(&self.log)))?
+            }
+            _ = died => bail!("the {} function process ended during the invocation: {}", self.bin, tail(&self.log)),
+            _ = tokio::time::sleep(self.limit) => bail!("{} did not answer within {:?}: {}", self.bin, self.limit, tail(&self.log)),
+        };
         let value: Value = serde_json::from_slice(&body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
         if status != 200 || headers.contains_key("x-amz-function-error") {
             return Ok(Outcome::FunctionError(value));
         }
         Ok(Outcome::Ok(value))
+    }
+}
+
+/// How many times cargo lambda watch logged the end of a function process.
+fn process_exits(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            l.contains("command exited")
+                || l.contains("command killed")
+                || l.contains("command ended")
+        })
+        .count()
+}
+
+/// Whether `pid` is still running (neither gone nor a zombie waiting to be reaped).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
     }
 }
 
@@ -411,8 +459,15 @@ impl RuntimeEmulator {
         }
         self.state.arrived.notify_one();
         let limit = self.state.timeout + Duration::from_secs(5);
+        let pid = self.child.id();
+        let died = async {
+            while running(pid) {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        };
         tokio::select! {
             outcome = rx => outcome.map_err(|_| anyhow!("{} ended without answering: {}", self.bin, tail(&self.log))),
+            _ = died => bail!("the {} function process ended during the invocation: {}", self.bin, tail(&self.log)),
             _ = tokio::time::sleep(limit) => bail!("{} did not answer within {limit:?}: {}", self.bin, tail(&self.log)),
         }
     }
