@@ -10,6 +10,20 @@
 //! - the queue is driven the way Lambda's SQS event source mapping does it, with the
 //!   replicator role's credentials: receive up to 10 messages, invoke `replicate` with them as
 //!   an SQS event, delete the ones not reported in `batchItemFailures`.
+//!
+//! What moto cannot do, and how the drills cover it (the infrastructure tests in tests/infra
+//! prove the rest on the policy documents):
+//!
+//! | moto gap | here |
+//! |---|---|
+//! | Lambdas cannot run | the real binaries run under `cargo lambda watch` (replicate, verify) and under the runtime API emulator of drill_lambda.rs (restore: cargo lambda's fixed 1970 deadline starves it) |
+//! | an enabled SQS event source mapping makes moto try to run the function in Docker | deployed disabled (`ReplicationEnabled=false`, as `make deploy-local` does); the drill drives the queue |
+//! | scheduled rules never fire | `verify` is invoked with the scheduled event EventBridge sends (tests/fixtures) |
+//! | CopyObject into a bucket with default Object Lock retention needs a checksum header AWS does not require | the backup keeps versioning and Object Lock but no default retention (deploy.py); retention is proven in tests/infra |
+//! | bucket-policy principals and conditions are not evaluated | `DenyEveryoneButLifeboat` and `DenyInsecureTransport` are left out by deploy-local; the writer is walled off here by IAM (no grant on the backup) plus the applied delete/settings Deny. In AWS the bucket policy is a second wall |
+//! | `sts:AssumeRole` on a role trusting `lambda.amazonaws.com` fails once IAM is enforced | the roles are assumed (12-hour sessions) before enforcement is switched on |
+//! | notification records carry no `versionId`; `CopySourceIfMatch` is ignored | copies are pinned to the ETag, which moto does not check (the replicator's pinning is tested in-process) |
+//! | no `ObjectRemoved:DeleteMarkerCreated` event | deletions of specific versions (the purges here) do send `ObjectRemoved:Delete` |
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
