@@ -22,7 +22,7 @@
 //! | CopyObject into a bucket with default Object Lock retention needs a checksum header AWS does not require | the backup keeps versioning and Object Lock but no default retention (deploy.py); retention is proven in tests/infra |
 //! | bucket-policy principals and conditions are not evaluated | `DenyEveryoneButLifeboat` and `DenyInsecureTransport` are left out by deploy-local; the writer is walled off here by IAM (no grant on the backup) plus the applied delete/settings Deny. In AWS the bucket policy is a second wall |
 //! | `sts:AssumeRole` on a role trusting `lambda.amazonaws.com` fails once IAM is enforced | the roles are assumed (12-hour sessions) before enforcement is switched on |
-//! | notification records carry no `versionId`; `CopySourceIfMatch` is ignored | copies are pinned to the ETag, which moto does not check (the replicator's pinning is tested in-process) |
+//! | notification records carry no `versionId`; `CopySourceIfMatch` is ignored | copies are pinned to the event's ETag, which moto does not check: the drills do not prove the pinning |
 //! | no `ObjectRemoved:DeleteMarkerCreated` event | deletions of specific versions (the purges here) do send `ObjectRemoved:Delete` |
 
 use std::collections::{BTreeSet, HashMap};
