@@ -5,10 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 
-echo "== verify: 100,000 files over 10,000 versions, served by rclone serve s3 =="
-"$PY" bench/verify_bench.py "$@"
-
-# copy_bench.py runs verify_bench.py again itself, to print every figure in one table;
-# BENCH_COPY_ARGS=--no-verify skips that second verify run.
-echo "== copy: lifeboat backfill vs s5cmd cp vs rclone copy, requests per object, restore clone =="
-"$PY" bench/copy_bench.py ${BENCH_COPY_ARGS:-}
+# copy_bench.py runs verify_bench.py too and prints every figure in one table
+# (--no-verify leaves verify out; bench/verify_bench.py runs it alone).
+echo "== lifeboat vs s5cmd and rclone: copy, requests per object, restore clone, verify =="
+"$PY" bench/copy_bench.py "$@"
