@@ -21,7 +21,11 @@ fn replicator() -> Replicator<S3Store> {
         .credentials_provider(Credentials::new("k", "s", None, None, "test"))
         .force_path_style(true)
         .build();
-    let vars: HashMap<&str, &str> = [("LIFEBOAT_BACKUP_BUCKET", "backup-bucket"), ("LIFEBOAT_SOURCE_BUCKETS", "source-bucket")].into();
+    let vars: HashMap<&str, &str> = [
+        ("LIFEBOAT_BACKUP_BUCKET", "backup-bucket"),
+        ("LIFEBOAT_SOURCE_BUCKETS", "source-bucket"),
+    ]
+    .into();
     let config = lifeboat::Config::from_lookup(|k| vars.get(k).map(|v| v.to_string())).unwrap();
     Replicator::new(S3Store::new(aws_sdk_s3::Client::from_conf(s3)), config)
 }
@@ -31,7 +35,12 @@ fn corpus(folder: &str) -> Vec<(String, String)> {
     let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
         .collect();
     files.sort();
     assert!(files.len() >= 10, "corpus {folder} is too small");
@@ -64,7 +73,11 @@ async fn every_malformed_event_is_refused_clearly() {
         }
     }
     // The same bodies inside one SQS batch: every record fails on its own, none is dropped.
-    let bodies: Vec<(String, String)> = files.iter().filter(|(n, _)| !n.starts_with("sqs-")).cloned().collect();
+    let bodies: Vec<(String, String)> = files
+        .iter()
+        .filter(|(n, _)| !n.starts_with("sqs-"))
+        .cloned()
+        .collect();
     let response = replicator.handle(&sqs_batch(&bodies)).await.unwrap();
     let mut failed = failed_ids(&response);
     failed.sort();
@@ -79,21 +92,36 @@ async fn huge_keys_and_a_ten_megabyte_body_are_refused() {
         json!({"Records": [{"eventSource": "aws:s3", "eventTime": "2026-11-20T10:00:00.000Z", "eventName": "ObjectCreated:Put",
             "s3": {"bucket": {"name": "source-bucket"}, "object": {"key": key, "size": 3, "eTag": "abc"}}}]})
     };
-    let err = replicator.handle(&record(&"k".repeat(2000))).await.unwrap_err().to_string();
+    let err = replicator
+        .handle(&record(&"k".repeat(2000)))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("longer than S3's 1024"), "{err}");
     // Under the limit as sent, over it once decoded: 400 × `✓` is 1,200 bytes.
-    let err = replicator.handle(&record(&"%E2%9C%93".repeat(400))).await.unwrap_err().to_string();
+    let err = replicator
+        .handle(&record(&"%E2%9C%93".repeat(400)))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("longer than S3's 1024"), "{err}");
 
     let ten_mb = "x".repeat(10 * 1024 * 1024);
     let garbage = sqs_batch(&[("garbage".into(), ten_mb.clone())]);
-    assert_eq!(failed_ids(&replicator.handle(&garbage).await.unwrap()), ["garbage"]);
+    assert_eq!(
+        failed_ids(&replicator.handle(&garbage).await.unwrap()),
+        ["garbage"]
+    );
     let mut padded = record("t/a.parquet");
     padded["padding"] = json!(ten_mb);
     padded["Records"][0]["s3"]["bucket"]["name"] = json!("somebody-elses-bucket");
     let err = replicator.handle(&padded).await.unwrap_err().to_string();
     assert!(err.contains("not in LIFEBOAT_SOURCE_BUCKETS"), "{err}");
-    let err = replicator.handle(&json!({"Records": [{"eventSource": "aws:s3", "blob": ten_mb}]})).await.unwrap_err().to_string();
+    let err = replicator
+        .handle(&json!({"Records": [{"eventSource": "aws:s3", "blob": ten_mb}]}))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("does not parse"), "{err}");
 }
 
@@ -115,12 +143,22 @@ fn every_malformed_restore_payload_gets_a_message_that_says_what_is_expected() {
     for (name, text) in corpus("bad-restore-payloads") {
         let message = match serde_json::from_str::<Value>(&text) {
             Err(e) => e.to_string(),
-            Ok(value) => RestoreRequest::from_value(&value).expect_err(&name).to_string(),
+            Ok(value) => RestoreRequest::from_value(&value)
+                .expect_err(&name)
+                .to_string(),
         };
-        let want = expected.get(name.as_str()).unwrap_or_else(|| panic!("no expectation for {name}"));
-        assert!(message.contains(want), "{name}: {message:?} should contain {want:?}");
+        let want = expected
+            .get(name.as_str())
+            .unwrap_or_else(|| panic!("no expectation for {name}"));
+        assert!(
+            message.contains(want),
+            "{name}: {message:?} should contain {want:?}"
+        );
         if !name.starts_with("truncated") {
-            assert!(message.contains("\"mode\""), "{name}: the message shows the expected payload: {message}");
+            assert!(
+                message.contains("\"mode\""),
+                "{name}: the message shows the expected payload: {message}"
+            );
         }
     }
 }

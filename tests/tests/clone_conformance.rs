@@ -2,6 +2,7 @@
 //! restorable version cloned from it into a new prefix, and `deltalake` reads the clone as it
 //! reads the original at that version.
 
+use futures::StreamExt;
 use lifeboat::history::TableHistory;
 use lifeboat::keys::S3Location;
 use lifeboat::restore::{RestoreRequest, Restorer};
@@ -29,29 +30,36 @@ async fn every_restorable_version_of_every_shared_table_clones_exactly() {
         let history = TableHistory::analyze(&lab.store(), &S3Location::parse(&backup).unwrap())
             .await
             .unwrap();
+        let versions: Vec<u64> = history
+            .versions
+            .iter()
+            .filter(|s| s.restorable)
+            .map(|s| s.version)
+            .filter(|v| expected["versions"][v.to_string()]["all_present"] == true)
+            .collect();
+        // A few clones at a time: the local S3 server answers requests in parallel.
+        let results: Vec<(u64, String, Result<serde_json::Value, String>)> = futures::stream::iter(versions)
+            .map(|version| {
+                let (restorer, table) = (&restorer, &table);
+                async move {
+                    let target = Lab::table(&format!("clones/t{index}/v{version}"));
+                    let payload = json!({"table": table, "mode": "clone", "version": version, "target": target, "dry_run": false});
+                    let request = RestoreRequest::from_value(&payload).unwrap();
+                    let result = restorer.run(&request, None, |_, _| {}).await.map_err(|e| e.to_string());
+                    (version, target, result)
+                }
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
         let mut pairs = Vec::new();
-        for status in history.versions.iter().filter(|s| s.restorable) {
-            let readable = expected["versions"][status.version.to_string()]["all_present"] == true;
-            if !readable {
-                continue;
-            }
-            let target = Lab::table(&format!("clones/t{index}/v{}", status.version));
-            let payload = json!({"table": table, "mode": "clone", "version": status.version, "target": target, "dry_run": false});
-            match restorer
-                .run(
-                    &RestoreRequest::from_value(&payload).unwrap(),
-                    None,
-                    |_, _| {},
-                )
-                .await
-            {
+        for (version, target, result) in results {
+            match result {
                 Ok(response) if response["result"]["complete"] == true => {
-                    pairs.push(json!([status.version, target]))
+                    pairs.push(json!([version, target]))
                 }
-                Ok(response) => {
-                    problems.push(format!("{name} v{}: incomplete {response}", status.version))
-                }
-                Err(err) => problems.push(format!("{name} v{}: {err}", status.version)),
+                Ok(response) => problems.push(format!("{name} v{version}: incomplete {response}")),
+                Err(err) => problems.push(format!("{name} v{version}: {err}")),
             }
         }
         cloned += pairs.len();
