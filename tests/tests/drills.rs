@@ -1,4 +1,4 @@
-//! The six disaster drills of DESIGN.md, end to end, the way they happen in production.
+//! The six disasters Lifeboat exists for (README.md), end to end, as they happen in production.
 //!
 //! Each drill deploys both CloudFormation stacks into its own moto server, switches IAM
 //! enforcement on, writes a real Delta table with `deltalake` as the source writer (an IAM
