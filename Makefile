@@ -25,6 +25,8 @@ $(VENV)/.installed: tests/requirements.txt
 test: setup test-rust test-python ## run the whole test suite (unit, integration, infra)
 
 test-rust:
+	# The Lambda binaries first: the drills run them under local runtimes.
+	$(CARGO) build -p replicate -p verify -p restore
 	$(CARGO) nextest run --workspace --no-fail-fast
 
 test-python:

@@ -40,9 +40,13 @@ async fn main() -> Result<(), Error> {
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let request = RestoreRequest::from_value(&event.payload).map_err(diagnostic)?;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        let remaining = Duration::from_millis(event.context.deadline.saturating_sub(now_ms));
-        let deadline = Instant::now() + remaining.saturating_sub(MARGIN);
-        let mut response = restorer.run(&request, Some(deadline), |_, _| {}).await.map_err(diagnostic)?;
+        // Lambda always gives a deadline in the future; a local runtime may give none, or one
+        // long past (cargo lambda watch sends 1970): then there is no time limit to keep.
+        let deadline = (event.context.deadline > now_ms).then(|| {
+            let remaining = Duration::from_millis(event.context.deadline - now_ms);
+            Instant::now() + remaining.saturating_sub(MARGIN)
+        });
+        let mut response = restorer.run(&request, deadline, |_, _| {}).await.map_err(diagnostic)?;
         let incomplete = response["result"]["complete"] == json!(false);
         if incomplete {
             let next = request.continuation.unwrap_or(0) + 1;
