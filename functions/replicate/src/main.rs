@@ -1,6 +1,10 @@
 //! The replicate Lambda: S3 object-created events (direct, via SQS, or EventBridge) in, server-side
 //! copies into the backup bucket out. All logic lives in `lifeboat::replicate`.
 
+// The handler future nests the copy engine and the SDK deeply; some feature sets of the
+// dependency graph take the layout computation past the default limit of 128.
+#![recursion_limit = "256"]
+
 use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
 use lifeboat::replicate::Replicator;
 use lifeboat::s3::{Clients, S3Store};

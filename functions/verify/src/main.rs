@@ -2,6 +2,10 @@
 //! restore points and findings per table, a report under `_lifeboat/reports/`, EMF metrics,
 //! and missing objects re-sent to the replicator's queue. All logic lives in `lifeboat::verify`.
 
+// The handler future nests the copy engine and the SDK deeply; some feature sets of the
+// dependency graph take the layout computation past the default limit of 128.
+#![recursion_limit = "256"]
+
 use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
 use lifeboat::s3::{Clients, S3Store};
 use lifeboat::verify::{Verifier, VerifySettings};
