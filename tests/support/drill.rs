@@ -521,24 +521,7 @@ impl Drill {
 
     /// Keys under `prefix` in a bucket, listed by `who`.
     pub async fn list(&self, who: &Principal, bucket: &str, prefix: &str) -> Result<Vec<String>> {
-        let mut keys = Vec::new();
-        let mut pages = who
-            .s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            keys.extend(
-                page?
-                    .contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_string)),
-            );
-        }
-        keys.sort();
-        Ok(keys)
+        crate::list_keys_with(&who.s3, bucket, prefix).await
     }
 
     async fn backup_keys(&self, prefix: &str) -> Result<BTreeSet<String>> {

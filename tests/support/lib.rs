@@ -11,7 +11,7 @@ use aws_sdk_s3::types::{
     BucketVersioningStatus, Event, NotificationConfiguration, QueueConfiguration,
     VersioningConfiguration,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use lifeboat::replicate::Replicator;
 pub use lifeboat::s3::Clients;
@@ -219,24 +219,7 @@ impl LocalAws {
     }
 
     pub async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
-        let mut keys = Vec::new();
-        let mut pages = self
-            .s3()
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            keys.extend(
-                page?
-                    .contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_string)),
-            );
-        }
-        keys.sort();
-        Ok(keys)
+        list_keys_with(self.s3(), bucket, prefix).await
     }
 
     /// Number of versions S3 holds for exactly `key`.
@@ -282,24 +265,34 @@ impl Drop for LocalAws {
     }
 }
 
+/// Every key under `prefix`, sorted, listed with `client` (whoever's credentials it holds).
+pub async fn list_keys_with(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        keys.extend(
+            page?
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
+    }
+    keys.sort();
+    Ok(keys)
+}
+
 /// Wraps SQS messages into the event Lambda's SQS integration delivers.
 pub fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> Value {
-    let records: Vec<Value> = messages
-        .iter()
-        .map(|m| {
-            json!({
-                "messageId": m.message_id(),
-                "receiptHandle": m.receipt_handle(),
-                "body": m.body(),
-                "attributes": {},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:lifeboat-events",
-                "awsRegion": "us-east-1"
-            })
-        })
-        .collect();
-    json!({"Records": records})
+    lifeboat::events::sqs_batch_event(messages)
 }
 
 /// The message ids a partial-batch response reports as failed.

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 use lifeboat::s3::Clients;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::signal::unix::{signal, SignalKind};
 
 const SOURCE: &str = "lake";
@@ -540,26 +540,11 @@ impl<'a> Story<'a> {
                 continue;
             }
             empty = 0;
-            let records: Vec<Value> = batch
-                .iter()
-                .map(|m| {
-                    json!({
-                        "messageId": m.message_id(),
-                        "receiptHandle": m.receipt_handle(),
-                        "body": m.body(),
-                        "attributes": {},
-                        "messageAttributes": {},
-                        "eventSource": "aws:sqs",
-                        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:lifeboat-events",
-                        "awsRegion": "us-east-1"
-                    })
-                })
-                .collect();
             let event = std::env::temp_dir().join(format!(
                 "lifeboat-demo-{}-batch-{batches}.json",
                 std::process::id()
             ));
-            std::fs::write(&event, json!({ "Records": records }).to_string())?;
+            std::fs::write(&event, lifeboat::events::sqs_batch_event(batch).to_string())?;
             let path = event.to_string_lossy().into_owned();
             let replicated = self
                 .lifeboat(&["replicate", "--event", &path], queue, false)

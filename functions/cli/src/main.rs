@@ -10,8 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use lifeboat::keys::S3Location;
 use lifeboat::replicate::Replicator;
-use lifeboat::s3::{Clients, S3Store};
-use lifeboat::Config;
+use lifeboat::s3::S3Store;
 
 mod demo_cmd;
 mod restore_cmd;
@@ -145,7 +144,5 @@ async fn run(command: Command) -> Result<ExitCode> {
 }
 
 async fn replicator() -> Result<Replicator<S3Store>> {
-    let config = Config::from_env()?;
-    let clients = Clients::from_env().await;
-    Ok(Replicator::new(S3Store::new(clients.s3), config))
+    Ok(Replicator::from_env().await?)
 }

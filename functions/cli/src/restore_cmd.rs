@@ -4,8 +4,6 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use lifeboat::restore::{Mode, RestoreRequest, Restorer};
-use lifeboat::s3::{Clients, S3Store};
-use lifeboat::Config;
 use serde_json::Value;
 
 #[derive(clap::Args)]
@@ -53,9 +51,7 @@ pub async fn run(args: RestoreArgs) -> Result<ExitCode> {
         dry_run: !args.execute,
         continuation: None,
     };
-    let config = Config::from_env()?;
-    let clients = Clients::from_env().await;
-    let restorer = Restorer::new(S3Store::new(clients.s3), config);
+    let restorer = Restorer::from_env().await?;
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template(
             "{spinner} copying [{bar:30}] {pos}/{len} objects {elapsed}",

@@ -5,9 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use lifeboat::keys::S3Location;
-use lifeboat::s3::{Clients, S3Store};
-use lifeboat::verify::{Report, Severity, TableReport, Verifier, VerifySettings};
-use lifeboat::Config;
+use lifeboat::verify::{Report, Severity, TableReport, Verifier};
 
 #[derive(clap::Args)]
 pub struct VerifyArgs {
@@ -27,15 +25,7 @@ fn parse_location(text: &str) -> std::result::Result<S3Location, String> {
 
 pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
     let tables = args.tables;
-    let config = Config::from_env()?;
-    let settings = VerifySettings::from_env()?;
-    let clients = Clients::from_env().await;
-    let verifier = Verifier::new(
-        S3Store::new(clients.s3),
-        Some(clients.sqs),
-        config,
-        settings,
-    );
+    let verifier = Verifier::from_env().await?;
     let report = verifier.run((!tables.is_empty()).then_some(tables)).await?;
     let written = verifier.write_report(&report).await;
     if args.json {

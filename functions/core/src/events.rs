@@ -271,3 +271,24 @@ pub fn preview(text: &str) -> String {
     }
     format!("{}... ({} bytes)", &text[..end], text.len())
 }
+
+/// Wraps SQS messages into the event Lambda's SQS integration delivers to the replicator (the
+/// CLI's demo and the tests feed the handler this way).
+pub fn sqs_batch_event(messages: &[aws_sdk_sqs::types::Message]) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": {},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:lifeboat-events",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    serde_json::json!({ "Records": records })
+}

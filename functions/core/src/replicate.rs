@@ -65,6 +65,16 @@ pub struct Replicator<S> {
     locks: std::sync::Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
+impl Replicator<crate::s3::S3Store> {
+    /// The replicator as the function and the CLI run it: configuration and the S3 client
+    /// from the environment.
+    pub async fn from_env() -> Result<Self> {
+        let config = Config::from_env()?;
+        let clients = crate::s3::Clients::from_env().await;
+        Ok(Replicator::new(crate::s3::S3Store::new(clients.s3), config))
+    }
+}
+
 impl<S: Store> Replicator<S> {
     pub fn new(store: S, config: Config) -> Self {
         let settings = CopySettings::from(&config);

@@ -244,6 +244,16 @@ pub struct Restorer<S> {
     settings: CopySettings,
 }
 
+impl Restorer<crate::s3::S3Store> {
+    /// The restorer as the function and the CLI run it: configuration and the S3 client from
+    /// the environment.
+    pub async fn from_env() -> Result<Self> {
+        let config = Config::from_env()?;
+        let clients = crate::s3::Clients::from_env().await;
+        Ok(Restorer::new(crate::s3::S3Store::new(clients.s3), config))
+    }
+}
+
 impl<S: Store> Restorer<S> {
     pub fn new(store: S, config: Config) -> Self {
         let settings = CopySettings::from(&config);

@@ -435,6 +435,22 @@ pub struct Verifier<S, Q = aws_sdk_sqs::Client> {
     settings: VerifySettings,
 }
 
+impl Verifier<crate::s3::S3Store> {
+    /// The verifier as the function and the CLI run it: configuration, settings and the S3
+    /// and SQS clients from the environment.
+    pub async fn from_env() -> Result<Self> {
+        let config = Config::from_env()?;
+        let settings = VerifySettings::from_env()?;
+        let clients = crate::s3::Clients::from_env().await;
+        Ok(Verifier::new(
+            crate::s3::S3Store::new(clients.s3),
+            Some(clients.sqs),
+            config,
+            settings,
+        ))
+    }
+}
+
 impl<S: Store, Q: Queue> Verifier<S, Q> {
     /// `queue` is used only when `LIFEBOAT_QUEUE_URL` is configured.
     pub fn new(store: S, queue: Option<Q>, config: Config, settings: VerifySettings) -> Self {

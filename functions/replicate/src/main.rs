@@ -7,16 +7,12 @@
 
 use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
 use lifeboat::replicate::Replicator;
-use lifeboat::s3::{Clients, S3Store};
-use lifeboat::Config;
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lifeboat::telemetry::init_lambda_logging();
-    let config = Config::from_env()?;
-    let clients = Clients::from_env().await;
-    let replicator = Replicator::new(S3Store::new(clients.s3), config);
+    let replicator = Replicator::from_env().await?;
     let replicator = &replicator;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         replicator

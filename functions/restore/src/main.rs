@@ -13,8 +13,6 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
 use lifeboat::restore::{RestoreRequest, Restorer};
-use lifeboat::s3::{Clients, S3Store};
-use lifeboat::Config;
 use serde_json::{json, Value};
 
 /// Time kept back from the deadline to write the commit and answer.
@@ -32,10 +30,8 @@ fn diagnostic(e: lifeboat::Error) -> Diagnostic {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lifeboat::telemetry::init_lambda_logging();
-    let config = Config::from_env()?;
-    let clients = Clients::from_env().await;
+    let restorer = Restorer::from_env().await?;
     let lambda = aws_sdk_lambda::Client::new(&aws_config::load_from_env().await);
-    let restorer = Restorer::new(S3Store::new(clients.s3), config);
     let (restorer, lambda) = (&restorer, &lambda);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let request = RestoreRequest::from_value(&event.payload).map_err(diagnostic)?;

@@ -7,23 +7,13 @@
 #![recursion_limit = "256"]
 
 use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
-use lifeboat::s3::{Clients, S3Store};
-use lifeboat::verify::{Verifier, VerifySettings};
-use lifeboat::Config;
+use lifeboat::verify::Verifier;
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lifeboat::telemetry::init_lambda_logging();
-    let config = Config::from_env()?;
-    let settings = VerifySettings::from_env()?;
-    let clients = Clients::from_env().await;
-    let verifier = Verifier::new(
-        S3Store::new(clients.s3),
-        Some(clients.sqs),
-        config,
-        settings,
-    );
+    let verifier = Verifier::from_env().await?;
     let verifier = &verifier;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         verifier
