@@ -15,6 +15,10 @@ per 1,000 keys each) and read every commit once.
 
 Usage: python bench/verify_bench.py [--versions N] [--files N] [--checkpoint-every N]
                                     [--profile release|dev] [--binary PATH] [--keep]
+                                    [--work DIR]
+
+With --work DIR the table is generated in DIR and kept; a later run with the same DIR and the
+same sizes reuses it (generating the 1M-file table takes several minutes).
 """
 
 import argparse
@@ -250,6 +254,8 @@ def main():
                         default=os.environ.get("BENCH_PROFILE", "release"))
     parser.add_argument("--binary", help="a lifeboat executable to use instead of building one")
     parser.add_argument("--keep", action="store_true", help="keep the generated directory")
+    parser.add_argument("--work", type=Path,
+                        help="generate into (or reuse) this directory, and keep it")
     args = parser.parse_args()
 
     if args.binary:
@@ -257,16 +263,28 @@ def main():
     else:
         print(f"building lifeboat ({args.profile}) ...", flush=True)
         binary = build(args.profile)
-    work = Path(tempfile.mkdtemp(prefix="lifeboat-verify-bench-"))
+    keep = args.keep or args.work is not None
+    work = args.work or Path(tempfile.mkdtemp(prefix="lifeboat-verify-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     root = work / "s3"
+    shape = {"files": args.files, "versions": args.versions,
+             "checkpoint_every": args.checkpoint_every}
+    marker = work / "generated.json"
     rclone = None
     server = None
     try:
-        t = time.monotonic()
-        table, objects = generate(root, args.versions, args.files, args.checkpoint_every)
-        link_tree(table, root / SOURCE / TABLE)
-        print(f"generated {args.files} data files over {args.versions} versions "
-              f"({objects} objects per copy) in {time.monotonic() - t:.0f} s", flush=True)
+        if marker.exists() and json.loads(marker.read_text()).get("shape") == shape:
+            objects = json.loads(marker.read_text())["objects"]
+            print(f"reusing the table generated in {work} ({objects} objects per copy)",
+                  flush=True)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+            t = time.monotonic()
+            table, objects = generate(root, args.versions, args.files, args.checkpoint_every)
+            link_tree(table, root / SOURCE / TABLE)
+            marker.write_text(json.dumps({"shape": shape, "objects": objects}))
+            print(f"generated {args.files} data files over {args.versions} versions "
+                  f"({objects} objects per copy) in {time.monotonic() - t:.0f} s", flush=True)
 
         rclone, rclone_port = start_rclone(root)
         Counting.upstream = ("127.0.0.1", rclone_port)
@@ -316,7 +334,7 @@ def main():
                 rclone.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 rclone.kill()
-        if args.keep:
+        if keep:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)

@@ -7,7 +7,7 @@
 //! version of a 10,000-version table costs one read per log file rather than one replay per
 //! version.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use delta_kernel::actions::deletion_vector::DeletionVectorDescriptor;
@@ -24,7 +24,6 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::keys::S3Location;
-use crate::store::{list_all, ObjectInfo, Store};
 
 /// The kind of a file under `_delta_log/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,39 +82,20 @@ pub fn classify_log_file(name: &str) -> (LogFileKind, Option<u64>) {
     (kind, Some(version))
 }
 
-/// Every object under a table prefix, keyed by its path relative to the table root.
-#[derive(Debug, Default, Clone)]
-pub struct TableListing {
-    pub objects: HashMap<String, ObjectInfo>,
-}
+pub use crate::listing::TableListing;
 
 impl TableListing {
-    /// Lists everything under `table` (one LIST request per 1,000 keys).
-    pub async fn load<S: Store>(store: &S, table: &S3Location) -> Result<Self> {
-        let prefix = table.dir_prefix();
-        let objects = list_all(store, &table.bucket, &prefix)
-            .await?
-            .into_iter()
-            .map(|o| (o.key[prefix.len()..].to_string(), o))
-            .collect();
-        Ok(TableListing { objects })
-    }
-
-    pub fn get(&self, relative: &str) -> Option<&ObjectInfo> {
-        self.objects.get(relative)
-    }
-
     /// The log files, by version, with their kinds.
     pub fn log(&self) -> LogFiles {
         let mut log = LogFiles::default();
-        for (relative, info) in &self.objects {
+        for (relative, _) in self.iter() {
             let Some(name) = relative.strip_prefix("_delta_log/") else {
                 continue;
             };
             let (kind, version) = classify_log_file(name);
             match (kind, version) {
                 (LogFileKind::Commit, Some(v)) => {
-                    log.commits.insert(v, info.clone());
+                    log.commits.insert(v);
                 }
                 (
                     kind @ (LogFileKind::Checkpoint
@@ -126,13 +106,12 @@ impl TableListing {
                     log.checkpoints
                         .entry(v)
                         .or_default()
-                        .push((kind, info.clone()));
+                        .push((kind, relative.into()));
                 }
                 _ => {}
             }
-            log.all.push(relative.clone());
+            log.all.push(relative.into());
         }
-        log.all.sort();
         log
     }
 }
@@ -140,21 +119,23 @@ impl TableListing {
 /// The log of one table, as listed.
 #[derive(Debug, Default, Clone)]
 pub struct LogFiles {
-    pub commits: BTreeMap<u64, ObjectInfo>,
-    pub checkpoints: BTreeMap<u64, Vec<(LogFileKind, ObjectInfo)>>,
+    /// The versions with a commit file (`_delta_log/<version:020>.json`).
+    pub commits: BTreeSet<u64>,
+    /// Checkpoint files by version, with their paths relative to the table root.
+    pub checkpoints: BTreeMap<u64, Vec<(LogFileKind, Box<str>)>>,
     /// Every path under `_delta_log/`, relative to the table root, sorted.
-    pub all: Vec<String>,
+    pub all: Vec<Box<str>>,
 }
 
 impl LogFiles {
     pub fn latest_version(&self) -> Option<u64> {
-        let commit = self.commits.keys().next_back().copied();
+        let commit = self.commits.last().copied();
         let checkpoint = self.checkpoints.keys().next_back().copied();
         commit.max(checkpoint)
     }
 
     pub fn earliest_version(&self) -> Option<u64> {
-        let commit = self.commits.keys().next().copied();
+        let commit = self.commits.first().copied();
         let checkpoint = self.checkpoints.keys().next().copied();
         match (commit, checkpoint) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -202,7 +183,7 @@ impl LogFiles {
                     _ => false,
                 }
             })
-            .cloned()
+            .map(|p| p.to_string())
             .collect()
     }
 }

@@ -4,6 +4,7 @@
 //! complete checkpoint) with no gap, and every data and deletion-vector file it needs is in the
 //! backup with the right size. Existence is checked against one listing of the table prefix.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use futures::stream::{self, StreamExt};
@@ -34,7 +35,7 @@ pub struct VersionStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct FileNeed {
     /// Relative to the table root, or an absolute URL outside it.
-    pub path: String,
+    pub path: Box<str>,
     /// The exact size for data files; the minimum size for deletion-vector files.
     pub size: u64,
     pub exact: bool,
@@ -84,11 +85,14 @@ pub struct TableHistory {
     pub problems: Vec<Problem>,
 }
 
+/// A file live since version `since` (24 bytes: a 1M-file table's live set stays small).
 struct Open {
     size: u64,
-    dv: Option<crate::delta::DvFile>,
+    dv: Option<Box<crate::delta::DvFile>>,
     since: u64,
 }
+
+type Live = HashMap<Box<str>, Open>;
 
 impl TableHistory {
     /// Lists and reads the table's log and checks every version.
@@ -124,7 +128,7 @@ impl TableHistory {
             .log
             .commits
             .range(earliest..=latest)
-            .map(|(v, _)| *v)
+            .copied()
             .collect();
         let mut commits = stream::iter(commit_versions)
             .map(|v| {
@@ -133,7 +137,7 @@ impl TableHistory {
             })
             .buffered(LOG_READ_CONCURRENCY);
 
-        let mut live: HashMap<String, Open> = HashMap::new();
+        let mut live = Live::new();
         let mut current: Option<u64> = None;
         let mut gap_start: Option<u64> = None;
         for v in earliest..=latest {
@@ -145,7 +149,7 @@ impl TableHistory {
                 live_files: None,
                 reason: None,
             };
-            if history.log.commits.contains_key(&v) {
+            if history.log.commits.contains(&v) {
                 let (read_v, body) = commits.next().await.expect("one read per listed commit");
                 debug_assert_eq!(read_v, v);
                 match body?
@@ -168,12 +172,13 @@ impl TableHistory {
                 }
             }
 
-            let chained = current == Some(v.wrapping_sub(1)) && v > 0 && commit.is_some();
+            let readable = commit.is_some();
+            let chained = current == Some(v.wrapping_sub(1)) && v > 0 && readable;
             if chained {
                 apply(
                     &mut live,
                     &mut history.needs,
-                    commit.as_ref().expect("checked"),
+                    commit.take().expect("checked"),
                     v,
                 );
                 current = Some(v);
@@ -220,7 +225,7 @@ impl TableHistory {
                     });
                 }
                 if current.is_none() && v == 0 {
-                    if let Some(c) = &commit {
+                    if let Some(c) = commit.take() {
                         apply(&mut live, &mut history.needs, c, 0);
                         current = Some(0);
                     }
@@ -239,9 +244,9 @@ impl TableHistory {
                 if gap_start.is_none() && v > earliest {
                     gap_start = Some(v);
                 }
-                status.reason = Some(if !history.log.commits.contains_key(&v) {
+                status.reason = Some(if !history.log.commits.contains(&v) {
                     format!("commit {v} is missing from the backup and no complete checkpoint restarts the log here")
-                } else if commit.is_none() {
+                } else if !readable {
                     format!("commit {v} in the backup cannot be read")
                 } else {
                     format!("no complete checkpoint or commit 0 before version {v} that the log can be replayed from")
@@ -267,7 +272,7 @@ impl TableHistory {
         for need in &self.needs {
             let reason = if need.path.contains("://") {
                 problems.push(Problem::ExternalFile {
-                    path: need.path.clone(),
+                    path: need.path.to_string(),
                     first: need.first,
                     last: need.last,
                 });
@@ -286,7 +291,7 @@ impl TableHistory {
                     continue;
                 }
                 problems.push(Problem::MissingFile {
-                    path: need.path.clone(),
+                    path: need.path.to_string(),
                     expected_size: need.size,
                     found_size: found,
                     first: need.first,
@@ -346,7 +351,7 @@ impl TableHistory {
         self.needs
             .iter()
             .filter(|n| n.first <= last && n.last >= first)
-            .filter(|n| seen.insert(n.path.as_str()))
+            .filter(|n| seen.insert(&*n.path))
             .collect()
     }
 
@@ -356,15 +361,17 @@ impl TableHistory {
         if let Some(ts) = self.status(version).and_then(|s| s.timestamp_ms) {
             return Ok(Some(ts));
         }
-        let file = self.log.commits.get(&version).or_else(|| {
-            self.log
-                .checkpoints
-                .get(&version)
-                .and_then(|c| c.first())
-                .map(|(_, o)| o)
-        });
-        let Some(file) = file else { return Ok(None) };
-        let head = store.head(&self.table.bucket, &file.key, None).await?;
+        let file = if self.log.commits.contains(&version) {
+            format!("_delta_log/{version:020}.json")
+        } else {
+            match self.log.checkpoints.get(&version).and_then(|c| c.first()) {
+                Some((_, path)) => path.to_string(),
+                None => return Ok(None),
+            }
+        };
+        let head = store
+            .head(&self.table.bucket, &self.table.key(&file), None)
+            .await?;
         Ok(head.and_then(|h| {
             h.metadata
                 .get(meta::SOURCE_LAST_MODIFIED)
@@ -375,24 +382,28 @@ impl TableHistory {
     }
 }
 
-fn open(live: &mut HashMap<String, Open>, needs: &mut Vec<FileNeed>, file: LiveFile, version: u64) {
-    if let Some(previous) = live.insert(
-        file.path.clone(),
-        Open {
-            size: file.size,
-            dv: file.dv,
-            since: version,
-        },
-    ) {
-        if version > previous.since {
-            close(needs, &file.path, previous, version - 1);
+fn open(live: &mut Live, needs: &mut Vec<FileNeed>, file: LiveFile, version: u64) {
+    let opened = Open {
+        size: file.size,
+        dv: file.dv.map(Box::new),
+        since: version,
+    };
+    match live.entry(file.path.into_boxed_str()) {
+        Entry::Occupied(mut entry) => {
+            let previous = std::mem::replace(entry.get_mut(), opened);
+            if version > previous.since {
+                close(needs, entry.key().clone(), previous, version - 1);
+            }
+        }
+        Entry::Vacant(entry) => {
+            entry.insert(opened);
         }
     }
 }
 
-fn close(needs: &mut Vec<FileNeed>, path: &str, open: Open, last: u64) {
+fn close(needs: &mut Vec<FileNeed>, path: Box<str>, open: Open, last: u64) {
     needs.push(FileNeed {
-        path: path.to_string(),
+        path,
         size: open.size,
         exact: true,
         first: open.since,
@@ -400,7 +411,7 @@ fn close(needs: &mut Vec<FileNeed>, path: &str, open: Open, last: u64) {
     });
     if let Some(dv) = open.dv {
         needs.push(FileNeed {
-            path: dv.path,
+            path: dv.path.into_boxed_str(),
             size: dv.min_size,
             exact: false,
             first: open.since,
@@ -409,28 +420,25 @@ fn close(needs: &mut Vec<FileNeed>, path: &str, open: Open, last: u64) {
     }
 }
 
-fn close_all(live: &mut HashMap<String, Open>, needs: &mut Vec<FileNeed>, last: u64) {
+fn close_all(live: &mut Live, needs: &mut Vec<FileNeed>, last: u64) {
+    needs.reserve_exact(live.len());
     for (path, open) in live.drain() {
-        close(needs, &path, open, last);
+        close(needs, path, open, last);
     }
+    live.shrink_to_fit();
 }
 
 /// Applies a commit: removes first, then adds (a file whose deletion vector changes is removed
 /// and re-added in the same commit).
-fn apply(
-    live: &mut HashMap<String, Open>,
-    needs: &mut Vec<FileNeed>,
-    commit: &crate::delta::Commit,
-    version: u64,
-) {
+fn apply(live: &mut Live, needs: &mut Vec<FileNeed>, commit: crate::delta::Commit, version: u64) {
     for path in &commit.removes {
-        if let Some(previous) = live.remove(path) {
+        if let Some((path, previous)) = live.remove_entry(path.as_str()) {
             if version > previous.since {
                 close(needs, path, previous, version - 1);
             }
         }
     }
-    for add in &commit.adds {
-        open(live, needs, add.clone(), version);
+    for add in commit.adds {
+        open(live, needs, add, version);
     }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod history;
 pub mod keys;
+pub mod listing;
 pub mod metrics;
 pub mod replicate;
 pub mod restore;

@@ -311,12 +311,9 @@ impl<S: Store> Restorer<S> {
             Mode::Clone => {
                 let wanted = self.plan_history_copies(&mut plan, &history, &target, version);
                 // A rerun of an interrupted clone finds its own objects there, and goes on.
-                let foreign: Vec<&String> = target
-                    .objects
-                    .keys()
-                    .filter(|k| {
-                        !wanted.contains(k.as_str()) || plan.copies.iter().any(|c| &c.path == *k)
-                    })
+                let foreign: Vec<&str> = target
+                    .paths()
+                    .filter(|k| !wanted.contains(*k) || plan.copies.iter().any(|c| c.path == *k))
                     .collect();
                 if let Some(key) = foreign.first() {
                     return Err(Error::Restore(format!(
@@ -336,9 +333,8 @@ impl<S: Store> Restorer<S> {
                 self.plan_history_copies(&mut plan, &history, &target, version);
             }
             Mode::Rollback => {
-                let source_log: Vec<(&String, u64)> = target
-                    .objects
-                    .keys()
+                let source_log: Vec<(&str, u64)> = target
+                    .paths()
                     .filter_map(|k| {
                         let name = k.strip_prefix("_delta_log/")?;
                         Some((k, crate::delta::classify_log_file(name).1?))
@@ -356,7 +352,7 @@ impl<S: Store> Restorer<S> {
                         .log
                         .commits
                         .range(..=version)
-                        .any(|(v, _)| !source_log.iter().any(|(_, s)| s == v));
+                        .any(|v| !source_log.iter().any(|(_, s)| s == v));
                 if source_log.is_empty() || resumed {
                     plan.recreate = true;
                     plan.notes.push(if resumed {
@@ -454,12 +450,12 @@ impl<S: Store> Restorer<S> {
             history
                 .files_needed(first, version)
                 .into_iter()
-                .map(|n| n.path.clone()),
+                .map(|n| n.path.to_string()),
         );
         let needed_now: HashSet<&str> = history
             .files_needed(version, version)
             .into_iter()
-            .map(|n| n.path.as_str())
+            .map(|n| &*n.path)
             .collect();
         let mut seen = HashSet::new();
         for path in paths {
@@ -517,7 +513,7 @@ impl<S: Store> Restorer<S> {
             match target.get(&need.path) {
                 Some(present) if present.size == backup.size => plan.already_present += 1,
                 present => plan.copies.push(PlannedCopy {
-                    path: need.path.clone(),
+                    path: need.path.to_string(),
                     size: backup.size,
                     reason: if present.is_some() { "replace" } else { "data" },
                 }),

@@ -22,6 +22,7 @@ use crate::delta::{KernelReader, LiveFile, LogFiles, TableListing};
 use crate::error::{Error, Result};
 use crate::history::{Problem, TableHistory};
 use crate::keys::{is_immutable_log_key, S3Location};
+use crate::listing::Listed;
 use crate::metrics::Emf;
 use crate::replicate::{meta, CONFLICTS_PREFIX};
 use crate::store::{list_all, ObjectInfo, Store, WriteOptions};
@@ -684,10 +685,10 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
                     Severity::Critical,
                     format!(
                         "the source has no _delta_log/ under {table}: the table was dropped or its log deleted ({} objects remain under the prefix); the backup still holds it: `lifeboat restore {table} --mode rollback` brings it back",
-                        source.objects.len()
+                        source.len()
                     ),
                 )
-                .with("source_objects", source.objects.len()),
+                .with("source_objects", source.len()),
             );
         } else {
             let compared = self.compare(&mut check, now).await?;
@@ -720,22 +721,34 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
     /// corrupted. Returns the objects to re-send.
     async fn compare(&self, check: &mut TableCheck<'_>, now: DateTime<Utc>) -> Result<Vec<Resend>> {
         let cutoff = now - chrono::Duration::seconds(self.settings.grace_seconds as i64);
-        let mut missing: Vec<(&String, &ObjectInfo, &'static str)> = Vec::new();
+        let (source, backup) = (check.source, &check.history.listing);
+        let mut missing: Vec<(&str, &Listed, &'static str)> = Vec::new();
         let mut pending = 0u64;
         let mut corrupted = Vec::new();
         let mut to_resolve = Vec::new();
-        for (relative, object) in &check.source.objects {
-            if !self.config.selects(&object.key) {
+        let mut key = String::new();
+        for (relative, object) in source.iter() {
+            key.clear();
+            key.push_str(source.prefix());
+            key.push_str(relative);
+            if !self.config.selects(&key) {
                 continue;
             }
             let immutable_log = is_immutable_log_key(relative);
-            let reason = match check.history.listing.get(relative) {
+            let reason = match backup.get(relative) {
                 None => Some("missing"),
                 Some(backed_up) if immutable_log => {
+                    let both = || {
+                        (
+                            relative.to_string(),
+                            source.object(relative, object),
+                            backup.object(relative, backed_up),
+                        )
+                    };
                     if backed_up.size != object.size {
-                        corrupted.push((relative.clone(), object.clone(), backed_up.clone()));
+                        corrupted.push(both());
                     } else if backed_up.etag != object.etag {
-                        to_resolve.push((relative.clone(), object.clone(), backed_up.clone()));
+                        to_resolve.push(both());
                     }
                     None
                 }
@@ -750,7 +763,7 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
                 Some(_) => None,
             };
             let Some(reason) = reason else { continue };
-            if object.last_modified.is_some_and(|t| t > cutoff) {
+            if object.last_modified().is_some_and(|t| t > cutoff) {
                 pending += 1;
             } else {
                 missing.push((relative, object, reason));
@@ -870,9 +883,9 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
         );
         Ok(missing
             .into_iter()
-            .map(|(_, o, _)| Resend {
+            .map(|(r, o, _)| Resend {
                 bucket: check.table.bucket.clone(),
-                object: o.clone(),
+                object: source.object(r, o),
             })
             .collect())
     }
@@ -981,7 +994,7 @@ impl TableCheck<'_> {
         let mut gaps: Vec<VersionRange> = Vec::new();
         if let (Some(first), Some(last)) = (history.versions.first(), latest) {
             for v in first.version..=last {
-                if !log.commits.contains_key(&v) && !log.checkpoint_complete(v) {
+                if !log.commits.contains(&v) && !log.checkpoint_complete(v) {
                     push_range(&mut gaps, v, v);
                 }
             }
@@ -994,7 +1007,7 @@ impl TableCheck<'_> {
                 .unwrap_or(gap.last);
             let reaches_latest = Some(until) == latest;
             let in_source = (gap.first..=gap.last)
-                .filter(|v| self.source_log.commits.contains_key(v))
+                .filter(|v| self.source_log.commits.contains(v))
                 .count();
             self.findings.push(
                 Finding::new(
@@ -1153,7 +1166,7 @@ impl TableCheck<'_> {
         let history = self.history;
         let source = self.source;
         // The oldest version the source's own log can still rebuild.
-        let source_oldest = if self.source_log.commits.contains_key(&0) {
+        let source_oldest = if self.source_log.commits.contains(&0) {
             Some(0)
         } else {
             self.source_log
@@ -1184,7 +1197,7 @@ impl TableCheck<'_> {
                 continue;
             }
             if latest_known && need.first <= source_latest && source_latest <= need.last {
-                at_latest.push((need.path.clone(), need.size));
+                at_latest.push((need.path.to_string(), need.size));
                 continue;
             }
             if !latest_known && Some(need.last) == backup_latest {
@@ -1200,7 +1213,11 @@ impl TableCheck<'_> {
             if removed_ms.is_some_and(|t| self.now_ms - t > DELETED_FILE_RETENTION_MS) {
                 continue;
             }
-            older.push((need.path.clone(), need.size, VersionRange { first, last }));
+            older.push((
+                need.path.to_string(),
+                need.size,
+                VersionRange { first, last },
+            ));
         }
         if !latest_known {
             match self.source_latest_snapshot().await {
