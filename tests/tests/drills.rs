@@ -541,6 +541,12 @@ async fn drill_4_rm_partition_and_stale_sync_repair() -> Result<()> {
         t["lag_versions"] == -2 && t["newest_restorable_version"] == 4,
         "{t}"
     );
+    let regressed = finding(t, "source_log_regressed")?;
+    ensure!(
+        regressed["severity"] == "critical"
+            && regressed["lost_versions"] == json!({"first": 3, "last": 4}),
+        "{regressed}"
+    );
 
     let payload = json!({"table": table, "mode": "repair"});
     let plan = dry_run(&drill, payload.clone(), bucket, path).await?;

@@ -420,6 +420,38 @@ async fn a_corrupted_commit_is_reported_and_never_resent() {
 }
 
 #[tokio::test]
+async fn newest_commits_deleted_from_the_source_are_reported_as_a_regressed_log() {
+    let lab = Lab::start(&[]).await.unwrap();
+    let t = Lab::table("t");
+    lab.aws.delta(&["write", &t, "small"]).unwrap();
+    lab.aws.delta(&["append", &t, "100", "6"]).unwrap(); // v3
+    lab.aws.delta(&["append", &t, "200", "6"]).unwrap(); // v4
+    assert!(lab.drain().await.unwrap().is_empty());
+    // `aws s3 rm` of the two newest commits: readers now see version 2, silently.
+    for v in [3, 4] {
+        lab.aws
+            .s3()
+            .delete_object()
+            .bucket(SRC)
+            .key(format!("t/_delta_log/{v:020}.json"))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert!(lab.drain().await.unwrap().is_empty());
+
+    let report = verify_one(&lab, "t", true).await;
+    assert_eq!(kinds(&report), ["source_log_regressed"]);
+    let f = finding(&report, "source_log_regressed");
+    assert_eq!(f["severity"], "critical");
+    assert_eq!(f["lost_versions"], json!({"first": 3, "last": 4}));
+    assert_eq!(f["source_latest_version"], 2);
+    assert!(f["detail"].as_str().unwrap().contains("--mode repair"));
+    assert_eq!(report.lag_versions, Some(-2));
+    assert_eq!(report.newest_restorable_version, Some(4));
+}
+
+#[tokio::test]
 async fn a_deleted_data_file_is_reported_as_source_files_missing() {
     let lab = Lab::start(&[]).await.unwrap();
     lab.aws

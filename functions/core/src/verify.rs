@@ -153,6 +153,9 @@ pub enum FindingKind {
     SourceFilesMissing,
     /// The source's latest snapshot cannot be read.
     SourceLogUnreadable,
+    /// The source's log ends before the backup's: its newest commits were deleted (a stale
+    /// `aws s3 sync --delete`, a manual `rm`), so readers silently see an older version.
+    SourceLogRegressed,
     /// Rewritten log files the replicator kept aside.
     BackupConflict,
     /// Commits missing from the backed-up log.
@@ -670,6 +673,23 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
         };
         if let (Some(s), Some(n)) = (source_latest, newest) {
             report.lag_versions = Some(s as i64 - n as i64);
+        }
+        if let (Some(s), Some(b)) = (source_latest, history.latest_version()) {
+            if s < b {
+                check.findings.push(
+                    Finding::new(
+                        FindingKind::SourceLogRegressed,
+                        Severity::Critical,
+                        format!(
+                            "the source's log ends at version {s} but the backup holds commits up to {b}: version(s) {} were deleted from the source's _delta_log/ (a stale `aws s3 sync --delete`, a manual rm) and readers now silently see version {s}; `lifeboat restore {table} --mode repair` puts them back (a dry run first shows what it copies)",
+                            range_text(s + 1, b)
+                        ),
+                    )
+                    .with("source_latest_version", s)
+                    .with("backup_latest_version", b)
+                    .with("lost_versions", VersionRange { first: s + 1, last: b }),
+                );
+            }
         }
         report.unrestorable_versions = check.unrestorable_versions();
 
