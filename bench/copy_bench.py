@@ -217,6 +217,8 @@ def run_verify(args):
     """verify_bench.py, unchanged, as a subprocess; its figures for the table."""
     cmd = [sys.executable, str(Path(__file__).resolve().parent / "verify_bench.py"),
            "--profile", args.profile]
+    if args.binary:
+        cmd += ["--binary", args.binary]
     print("== verify (bench/verify_bench.py) ==", flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     print(proc.stdout, proc.stderr[-3000:] if proc.returncode else "", flush=True)
@@ -288,7 +290,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--small", type=int, default=2000, help="objects of 10 KB")
-    parser.add_argument("--large", type=int, default=20, help="objects of 64 MB")
+    parser.add_argument("--large", type=int, default=50, help="objects of 64 MB")
     parser.add_argument("--table-files", type=int, default=10_000)
     parser.add_argument("--latency-ms", type=int, default=20)
     parser.add_argument("--profile", choices=["release", "dev"],
