@@ -207,6 +207,17 @@ impl LocalAws {
         Ok(())
     }
 
+    /// Deletes one object (an `aws s3 rm`).
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
+        self.s3()
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await?;
+        Ok(())
+    }
+
     pub async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>> {
         let out = self
             .s3()
@@ -435,13 +446,7 @@ impl Lab {
     pub async fn purge(&self, prefix: &str) -> Result<usize> {
         let keys = self.aws.list_keys(Self::SRC, prefix).await?;
         for key in &keys {
-            self.aws
-                .s3()
-                .delete_object()
-                .bucket(Self::SRC)
-                .key(key)
-                .send()
-                .await?;
+            self.aws.delete(Self::SRC, key).await?;
         }
         Ok(keys.len())
     }

@@ -308,14 +308,7 @@ async fn object_deleted_before_its_event_is_recorded_not_an_error() {
         .put(SRC, "t/gone.parquet", b"soon gone".to_vec())
         .await
         .unwrap();
-    s.aws
-        .s3()
-        .delete_object()
-        .bucket(SRC)
-        .key("t/gone.parquet")
-        .send()
-        .await
-        .unwrap();
+    s.aws.delete(SRC, "t/gone.parquet").await.unwrap();
     let messages = s.aws.receive_all(&s.queue).await.unwrap();
     assert_eq!(messages.len(), 2, "a created and a removed event");
     let response = s.replicator.handle(&sqs_event(&messages)).await.unwrap();
@@ -331,14 +324,7 @@ async fn removal_events_never_delete_from_the_backup() {
         .await
         .unwrap();
     assert!(s.drain_ok().await.is_empty());
-    s.aws
-        .s3()
-        .delete_object()
-        .bucket(SRC)
-        .key("t/kept.parquet")
-        .send()
-        .await
-        .unwrap();
+    s.aws.delete(SRC, "t/kept.parquet").await.unwrap();
     assert!(s.drain_ok().await.is_empty());
     assert_eq!(
         s.aws
