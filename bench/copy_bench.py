@@ -350,11 +350,7 @@ def main():
         if server:
             server.shutdown()
         if rclone:
-            rclone.terminate()
-            try:
-                rclone.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                rclone.kill()
+            vb.stop_rclone(rclone)
         shutil.rmtree(work, ignore_errors=True)
     verify = None if args.no_verify else run_verify(args)
     report(bench, counts, verify, args)

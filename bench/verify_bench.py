@@ -206,6 +206,14 @@ def start_rclone(root):
     sys.exit("rclone serve s3 did not start within 60 s")
 
 
+def stop_rclone(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def build(profile):
     args = ["cargo", "build", "-p", "lifeboat-cli", "--bin", "lifeboat", "--message-format=json"]
     args += ["--release"] if profile == "release" else []
@@ -344,11 +352,7 @@ def main():
         if server:
             server.shutdown()
         if rclone:
-            rclone.terminate()
-            try:
-                rclone.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                rclone.kill()
+            stop_rclone(rclone)
         if keep:
             print(f"kept {work}")
         else:

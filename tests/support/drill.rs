@@ -648,6 +648,12 @@ impl Drill {
     }
 
     /// One table's report out of a verify response.
+    /// A scheduled verifier run, and the report of `table` in it.
+    pub async fn verify_table(&self, table: &str) -> Result<Value> {
+        let report = self.verify_scheduled().await?;
+        Ok(self.table_report(&report, table)?.clone())
+    }
+
     pub fn table_report<'a>(&self, report: &'a Value, table: &str) -> Result<&'a Value> {
         report["tables"]
             .as_array()

@@ -158,8 +158,7 @@ async fn drill_1_erroneous_overwrite_rollback() -> Result<()> {
         .await?;
     ensure!(r.version == 2);
     rpo_line(&drill, "three appends", &r);
-    let report = drill.verify_scheduled().await?;
-    let t = drill.table_report(&report, &table)?;
+    let t = &drill.verify_table(&table).await?;
     drill.show_report(t);
     ensure!(
         t["newest_restorable_version"] == 2 && kinds(t).is_empty(),
@@ -187,8 +186,7 @@ async fn drill_1_erroneous_overwrite_rollback() -> Result<()> {
     )
     .await?;
 
-    let report = drill.verify_scheduled().await?;
-    let t = drill.table_report(&report, &table)?;
+    let t = &drill.verify_table(&table).await?;
     drill.show_report(t);
     // An overwrite is a valid commit: the verifier has nothing to flag, and what matters is
     // that the good version is still a restore point.
@@ -233,8 +231,7 @@ async fn drill_1_erroneous_overwrite_rollback() -> Result<()> {
     rto_line(&drill, "rollback", &done);
 
     drill.drain().await?;
-    let report = drill.verify_scheduled().await?;
-    let t = drill.table_report(&report, &table)?;
+    let t = &drill.verify_table(&table).await?;
     ensure!(
         t["newest_restorable_version"] == 4 && kinds(t).is_empty(),
         "{t}"
@@ -307,8 +304,7 @@ async fn drill_2_table_drop_with_purge_rollback() -> Result<()> {
     )
     .await?;
 
-    let report = drill.verify_scheduled().await?;
-    let t = drill.table_report(&report, &table)?;
+    let t = &drill.verify_table(&table).await?;
     drill.show_report(t);
     ensure!(kinds(t) == ["table_dropped"], "{t}");
     ensure!(finding(t, "table_dropped")?["severity"] == "critical");
@@ -361,8 +357,7 @@ async fn drill_2_table_drop_with_purge_rollback() -> Result<()> {
     rto_line(&drill, "rollback of a dropped table", &done);
 
     drill.drain().await?;
-    let report = drill.verify_scheduled().await?;
-    let t = drill.table_report(&report, &table)?;
+    let t = &drill.verify_table(&table).await?;
     ensure!(kinds(t).is_empty(), "{t}");
     drill.say("after: the verifier finds the table whole again, no findings");
     Ok(())
@@ -409,8 +404,7 @@ async fn drill_3_vacuum_retain_0_hours_repair() -> Result<()> {
     )
     .await?;
 
-    let report = drill.verify_scheduled().await?;
-    let t = drill.table_report(&report, &table)?;
+    let t = &drill.verify_table(&table).await?;
     drill.show_report(t);
     ensure!(kinds(t) == ["source_files_missing"], "{t}");
     let f = finding(t, "source_files_missing")?;
@@ -448,8 +442,7 @@ async fn drill_3_vacuum_retain_0_hours_repair() -> Result<()> {
     rto_line(&drill, "repair after VACUUM", &done);
 
     drill.drain().await?;
-    let report = drill.verify_scheduled().await?;
-    let t = drill.table_report(&report, &table)?;
+    let t = &drill.verify_table(&table).await?;
     ensure!(kinds(t).is_empty(), "{t}");
     drill.say("after: no findings");
     Ok(())
@@ -533,8 +526,7 @@ async fn drill_4_rm_partition_and_stale_sync_repair() -> Result<()> {
     )
     .await?;
 
-    let report = drill.verify_scheduled().await?;
-    let t = drill.table_report(&report, &table)?;
+    let t = &drill.verify_table(&table).await?;
     drill.show_report(t);
     // The source's log ends two versions before the backup's.
     ensure!(
@@ -574,8 +566,7 @@ async fn drill_4_rm_partition_and_stale_sync_repair() -> Result<()> {
     rto_line(&drill, "repair after rm and stale sync", &done);
 
     drill.drain().await?;
-    let report = drill.verify_scheduled().await?;
-    let t = drill.table_report(&report, &table)?;
+    let t = &drill.verify_table(&table).await?;
     ensure!(kinds(t).is_empty() && t["lag_versions"] == 0, "{t}");
     drill.say("after: lag 0, no findings");
     Ok(())
@@ -636,8 +627,7 @@ async fn drill_5_log_corruption_repair() -> Result<()> {
     )
     .await?;
 
-    let report = drill.verify_scheduled().await?;
-    let t = drill.table_report(&report, &table)?;
+    let t = &drill.verify_table(&table).await?;
     drill.show_report(t);
     let f = finding(t, "log_corrupted")?;
     ensure!(f["severity"] == "critical" && f["count"] == 2, "{f}");
@@ -678,8 +668,7 @@ async fn drill_5_log_corruption_repair() -> Result<()> {
     rto_line(&drill, "repair of a corrupted log", &done);
 
     drill.drain().await?;
-    let report = drill.verify_scheduled().await?;
-    let t = drill.table_report(&report, &table)?;
+    let t = &drill.verify_table(&table).await?;
     ensure!(!kinds(t).contains(&"log_corrupted".to_string()), "{t}");
     drill.say(&format!(
         "after: no corruption; remaining findings (the garbage kept aside for forensics): {:?}",

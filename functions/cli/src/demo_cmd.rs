@@ -308,6 +308,18 @@ impl<'a> Story<'a> {
         serde_json::from_slice(&out.stdout).context("demo_table.py printed no JSON")
     }
 
+    /// `lifeboat verify` of the demo table, its report shown indented.
+    async fn verify(&self, queue: &str) -> Result<()> {
+        let spin = self.ui.spinner("lifeboat verify");
+        let (_, report) = self
+            .lifeboat(&["verify", "--table", &self.table], queue, false)
+            .await?;
+        spin.finish_and_clear();
+        println!();
+        self.ui.indent(&report);
+        Ok(())
+    }
+
     /// `lifeboat ARGS` (this very binary), its standard output. Standard error (progress bars)
     /// reaches the terminal when `show_progress`; log lines and metrics are kept out of it.
     async fn lifeboat(
@@ -399,13 +411,7 @@ impl<'a> Story<'a> {
             "Verify the backup",
             "The verifier proves from the backup alone which versions can be restored (every file they need is there), and compares the source with it.",
         );
-        let spin = self.ui.spinner("lifeboat verify");
-        let (_, report) = self
-            .lifeboat(&["verify", "--table", &self.table], &queue, false)
-            .await?;
-        spin.finish_and_clear();
-        println!();
-        self.ui.indent(&report);
+        self.verify(&queue).await?;
 
         self.ui.step(
             "Disaster: the table is dropped and purged",
@@ -436,13 +442,7 @@ impl<'a> Story<'a> {
             "The verifier flags it",
             "Its next run (hourly by default) reports the dropped table as a critical finding; alarms are built on that.",
         );
-        let spin = self.ui.spinner("lifeboat verify");
-        let (_, report) = self
-            .lifeboat(&["verify", "--table", &self.table], &queue, false)
-            .await?;
-        spin.finish_and_clear();
-        println!();
-        self.ui.indent(&report);
+        self.verify(&queue).await?;
 
         self.ui.step(
             "Plan the restore (dry run)",

@@ -84,6 +84,11 @@ pub fn classify_log_file(name: &str) -> (LogFileKind, Option<u64>) {
 
 pub use crate::listing::TableListing;
 
+/// The path of commit `version`, relative to the table root.
+pub fn commit_path(version: u64) -> String {
+    format!("_delta_log/{version:020}.json")
+}
+
 impl TableListing {
     /// The log files, by version, with their kinds.
     pub fn log(&self) -> LogFiles {

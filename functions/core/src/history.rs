@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::delta::{parse_commit, table_url, KernelReader, LiveFile, LogFiles, TableListing};
+use crate::delta::{
+    commit_path, parse_commit, table_url, KernelReader, LiveFile, LogFiles, TableListing,
+};
 use crate::error::{Error, Result};
 use crate::keys::S3Location;
 use crate::replicate::meta;
@@ -132,7 +134,7 @@ impl TableHistory {
             .collect();
         let mut commits = stream::iter(commit_versions)
             .map(|v| {
-                let key = table.key(&format!("_delta_log/{v:020}.json"));
+                let key = table.key(&commit_path(v));
                 async move { (v, store.get(&table.bucket, &key, None).await) }
             })
             .buffered(LOG_READ_CONCURRENCY);
@@ -362,7 +364,7 @@ impl TableHistory {
             return Ok(Some(ts));
         }
         let file = if self.log.commits.contains(&version) {
-            format!("_delta_log/{version:020}.json")
+            commit_path(version)
         } else {
             match self.log.checkpoints.get(&version).and_then(|c| c.first()) {
                 Some((_, path)) => path.to_string(),

@@ -46,14 +46,6 @@ impl Etag {
         }
         Etag::Md5 { hash, parts }
     }
-
-    /// Whether this is the ETag `text` (without quotes).
-    pub fn is(&self, text: &str) -> bool {
-        match self {
-            Etag::Other(own) => **own == *text,
-            Etag::Md5 { .. } => *self == Etag::parse(text),
-        }
-    }
 }
 
 fn lower_hex(b: u8) -> Option<u8> {
@@ -190,10 +182,7 @@ impl TableListing {
     }
 
     /// From objects already listed under `prefix` (keys outside it are ignored).
-    pub fn from_objects(
-        prefix: &str,
-        objects: impl IntoIterator<Item = ObjectInfo>,
-    ) -> Result<Self> {
+    fn from_objects(prefix: &str, objects: impl IntoIterator<Item = ObjectInfo>) -> Result<Self> {
         let mut listing = TableListing {
             prefix: prefix.to_string(),
             ..Default::default()
@@ -288,11 +277,6 @@ impl TableListing {
             metadata: Default::default(),
         }
     }
-
-    /// The object at `relative`, as [`Self::object`].
-    pub fn info(&self, relative: &str) -> Option<ObjectInfo> {
-        self.get(relative).map(|l| self.object(relative, l))
-    }
 }
 
 #[cfg(test)]
@@ -325,7 +309,6 @@ mod tests {
         ] {
             let etag = Etag::parse(text);
             assert_eq!(etag.to_string(), text);
-            assert!(etag.is(text));
         }
         assert!(matches!(
             Etag::parse("9bb58f26192e4ba00f01e2e7b136bbd8-3"),
@@ -367,7 +350,7 @@ mod tests {
         for key in ["", "a", "a/3", "bb", "z", "elsewhere/x"] {
             assert!(listing.get(key).is_none(), "{key}");
         }
-        let o = listing.info("a/2").unwrap();
+        let o = listing.object("a/2", listing.get("a/2").unwrap());
         assert_eq!(o.key, "backup/t/a/2");
         assert_eq!(
             o.last_modified,

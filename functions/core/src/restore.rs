@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::copy::{copy_object_pinned, CopyRequest, CopySettings};
 use crate::delta::{
-    parse_commit, table_url, FileEntry, KernelReader, SnapshotDetail, TableListing,
+    commit_path, parse_commit, table_url, FileEntry, KernelReader, SnapshotDetail, TableListing,
 };
 use crate::error::{Error, Result};
 use crate::history::{TableHistory, VersionStatus};
@@ -624,7 +624,7 @@ impl<S: Store> Restorer<S> {
     }
 
     async fn previous_commit_time(&self, table: &S3Location, version: u64) -> Result<Option<i64>> {
-        let key = table.key(&format!("_delta_log/{version:020}.json"));
+        let key = table.key(&commit_path(version));
         let Some(body) = self.store.get(&table.bucket, &key, None).await? else {
             return Ok(None);
         };
@@ -719,9 +719,7 @@ impl<S: Store> Restorer<S> {
         if outcome.complete {
             if let Some(commit) = &plan.commit {
                 let body: String = commit.actions.iter().map(|a| format!("{a}\n")).collect();
-                let key = plan
-                    .target_location
-                    .key(&format!("_delta_log/{:020}.json", commit.version));
+                let key = plan.target_location.key(&commit_path(commit.version));
                 let body = Bytes::from(body);
                 let bucket = &plan.target_location.bucket;
                 match self.store.put(bucket, &key, body.clone(), true, &WriteOptions::default()).await? {
