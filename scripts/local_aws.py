@@ -376,6 +376,8 @@ def patch_notifications() -> None:
     def send_event(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
         if getattr(_local, "suppress_events", False) or key is None:
             return
+        if event_name in getattr(_local, "drop_events", ()):
+            return
         previous = getattr(_local, "sequencer", None)
         _local.sequencer = _next_sequencer()
         try:
@@ -489,6 +491,29 @@ def patch_notifications() -> None:
                 self.account_id, Event.OBJECT_REMOVED_DELETE_EVENT, bucket, target
             )
         return result
+
+    # S3 sends one event per write: no ObjectTagging:Put for the tags a PutObject, CopyObject
+    # or CompleteMultipartUpload sets, and no ObjectCreated:Put besides the
+    # CompleteMultipartUpload event (moto sent both from its internal calls).
+    Event = s3_notifications.S3NotificationEvent
+
+    def dropping(orig: Callable, names: tuple) -> Callable:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            previous = getattr(_local, "drop_events", ())
+            _local.drop_events = tuple(previous) + names
+            try:
+                return orig(*args, **kwargs)
+            finally:
+                _local.drop_events = previous
+        return wrapper
+
+    tagging = (Event.OBJECT_TAGGING_PUT_EVENT,)
+    Response = s3_responses.S3Response
+    Response.put_object = dropping(Response.put_object, tagging)
+    Response.copy_object = dropping(Response.copy_object, tagging)
+    Backend.complete_multipart_upload = dropping(
+        Backend.complete_multipart_upload, tagging + (Event.OBJECT_CREATED_PUT_EVENT,)
+    )
 
     s3_notifications.send_event = send_event
     s3_notifications._get_s3_event = get_s3_event
