@@ -31,6 +31,7 @@ test-rust:
 
 test-python:
 	@if [ -d tests/infra ]; then $(VENV)/bin/pytest tests/infra -q; fi
+	$(VENV)/bin/pytest tests/local_aws -q
 
 lint: setup lint-infra ## rustfmt, clippy -D warnings, cfn-lint
 	$(CARGO) fmt --all --check

@@ -136,8 +136,8 @@ class ReflectedCrc:
         return crc ^ self.mask
 
     def _update(self, crc: int, data: memoryview) -> int:
-        chunk = 4096
         n = len(data)
+        chunk = 4096 if n >= (1 << 20) else 512
         if n < 8 * chunk:
             return self._update_py(crc, data)
         try:
@@ -156,7 +156,9 @@ class ReflectedCrc:
                 self._np_table = np.array(self.table, dtype=dtype)
             shift = self._shift_tables.get(chunk)
             if shift is None:
-                shift = self._shift_tables[chunk] = self._make_shift(np, dtype, chunk)
+                shift = self._shift_tables[chunk] = [
+                    [int(v) for v in t] for t in self._make_shift(np, dtype, chunk)
+                ]
         table = self._np_table
         eight = dtype(8)
         low = dtype(0xFF)
@@ -166,7 +168,7 @@ class ReflectedCrc:
             idx = (state & low) ^ body[j]
             state = table[idx] ^ (state >> eight)
         # Combine: crc(A || B) = shift_len(B)(crc(A)) xor rawcrc(B).
-        tabs = [[int(v) for v in t] for t in shift]
+        tabs = shift
         nbytes = self.width // 8
         for g in state.tolist():
             s = 0
