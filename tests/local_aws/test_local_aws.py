@@ -2,8 +2,8 @@
 
 One server for the module, started as a subprocess on a free loopback port and stopped on exit.
 ``LOCAL_AWS_TEST_SERVER=moto_server`` runs the same tests against plain ``moto_server`` instead:
-every test marked in GAPS.md as "fails on plain moto" must then fail (that is how the patches
-were verified to be needed).
+every test that talks to the server must then fail (that is how the patches were verified to
+be needed). ``LOCAL_AWS_TEST_PATCHES_OFF=name,...`` starts the launcher with those patches off.
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ def endpoint(tmp_path_factory):
     env = dict(os.environ)
     env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
     env.pop("LOCAL_AWS_PATCHES_OFF", None)
+    if os.environ.get("LOCAL_AWS_TEST_PATCHES_OFF"):  # diagnosis: run with some patches off
+        env["LOCAL_AWS_PATCHES_OFF"] = os.environ["LOCAL_AWS_TEST_PATCHES_OFF"]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env)
