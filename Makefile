@@ -32,6 +32,7 @@ test-rust:
 test-python:
 	@if [ -d tests/infra ]; then $(VENV)/bin/pytest tests/infra -q; fi
 	$(VENV)/bin/pytest tests/local_aws -q
+	$(VENV)/bin/pytest tests/py -q
 
 lint: setup lint-infra ## rustfmt, clippy -D warnings, cfn-lint
 	$(CARGO) fmt --all --check

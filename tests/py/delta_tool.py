@@ -1,15 +1,28 @@
-"""Writes and reads real Delta tables on the local S3 server for Lifeboat's tests.
+"""Writes and reads real Delta tables on the local S3 server for Lifeboat's tests, drills and
+demo: the project's one Python Delta helper.
 
-The tests call it as `python delta_tool.py COMMAND ARGS...`; it prints one JSON document.
+    python tests/py/delta_tool.py COMMAND ARGS...     (prints one JSON document)
+
+Writers and the reference reader are the `deltalake` package (independent of Lifeboat);
+`read` reads with DuckDB's delta extension instead, which applies deletion vectors and reads
+V2 checkpoints. `setup`, `drop` and `count` are the S3 chores of `lifeboat demo` (boto3).
 Connection settings come from the environment (AWS_ENDPOINT_URL and credentials), as the Rust
-harness sets them.
+harness and the demo set them.
 """
 
+import glob
+import hashlib
+import importlib.util
 import json
 import os
+import re
+import shutil
 import sys
+import tempfile
 
+import boto3
 import pyarrow as pa
+from botocore.config import Config
 from deltalake import DeltaTable, write_deltalake
 
 
@@ -22,6 +35,15 @@ def storage_options():
         "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
         "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
     }
+
+
+def client(service):
+    """A boto3 client for the local AWS (path-style S3 addressing)."""
+    return boto3.client(
+        service, endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+        region_name=os.environ.get("AWS_REGION", "us-east-1"),
+        config=Config(s3={"addressing_style": "path"}),
+    )
 
 
 # Partition values that exercise key encoding: spaces, '+', '=', '%', '/', unicode.
@@ -63,7 +85,31 @@ def scenario_small(uri):
     return {"version": 2}
 
 
-SCENARIOS = {"history": scenario_history, "small": scenario_small}
+CITIES = ["Lisbon", "Oslo", "Quito", "Osaka", "Accra", "Perth"]
+
+
+def orders(first, count, status):
+    ids = range(first, first + count)
+    return pa.table({
+        "order_id": pa.array(ids, pa.int64()),
+        "city": pa.array([CITIES[i % len(CITIES)] for i in ids]),
+        "amount": pa.array([round(10 + (i * 7.31) % 90, 2) for i in ids], pa.float64()),
+        "status": pa.array([status] * count),
+    })
+
+
+def scenario_orders(uri):
+    """The demo's table: three commits, partitioned by city (two days of orders, then a
+    correction); versions 0..2."""
+    opts = storage_options()
+    write_deltalake(uri, orders(1, 6, "new"), partition_by=["city"], storage_options=opts)
+    write_deltalake(uri, orders(7, 6, "new"), mode="append", partition_by=["city"], storage_options=opts)
+    write_deltalake(uri, orders(13, 4, "new"), mode="append", partition_by=["city"], storage_options=opts)
+    table = DeltaTable(uri, storage_options=opts)
+    return {"version": table.version(), "history": [h.get("operation") for h in reversed(table.history())]}
+
+
+SCENARIOS = {"history": scenario_history, "small": scenario_small, "orders": scenario_orders}
 
 
 def table_rows(table):
@@ -94,12 +140,6 @@ def cmd_append(uri, start, count):
     return {"version": DeltaTable(uri, storage_options=storage_options()).version()}
 
 
-def cmd_read(uri, version=None):
-    version = None if version in (None, "latest") else int(version)
-    table = DeltaTable(uri, version=version, storage_options=storage_options())
-    return {"version": table.version(), "rows": rows(uri, version), "files": len(table.file_uris())}
-
-
 def cmd_compare(expected_uri, actual_uri, first="0", last="latest"):
     """Compares both tables at every version first..last; prints the versions that differ."""
     expected = DeltaTable(expected_uri, storage_options=storage_options())
@@ -123,10 +163,8 @@ def cmd_compare(expected_uri, actual_uri, first="0", last="latest"):
 
 def cmd_upload(directory, uri):
     """Uploads a local directory tree to s3://bucket/prefix, keys relative to it, as-is."""
-    import boto3
-
     bucket, _, prefix = uri[len("s3://"):].partition("/")
-    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    s3 = client("s3")
     count = 0
     for folder, _, files in os.walk(directory):
         for name in files:
@@ -213,14 +251,12 @@ def cmd_compare_clones(directory, pairs):
     return {"compared": len(json.loads(pairs)) - len(unreadable), "differ": differ, "unreadable": unreadable}
 
 
-COMMANDS = {"compare-clones": cmd_compare_clones, "overwrite": cmd_overwrite, "vacuum": cmd_vacuum, "same": cmd_same, "history": cmd_history, "upload": cmd_upload, "live-counts": cmd_live_counts, "write": cmd_write, "append": cmd_append, "read": cmd_read, "compare": cmd_compare}
+COMMANDS = {"compare-clones": cmd_compare_clones, "overwrite": cmd_overwrite, "vacuum": cmd_vacuum, "same": cmd_same, "history": cmd_history, "upload": cmd_upload, "live-counts": cmd_live_counts, "write": cmd_write, "append": cmd_append, "compare": cmd_compare}
 
 
 # --------------------------------------------------------------------------- disaster drills
 def digest_of(table):
     """Row count and SHA-256 of the table's canonical sorted rows: equal digests, equal tables."""
-    import hashlib
-
     data = table_rows(table)
     return {"version": table.version(), "rows": len(data), "sha256": hashlib.sha256("\n".join(data).encode()).hexdigest()}
 
@@ -248,12 +284,179 @@ def cmd_checkpoint(uri):
     return {"version": table.version()}
 
 
-COMMANDS.update({"digest": cmd_digest, "digests": cmd_digests, "checkpoint": cmd_checkpoint})
+# --------------------------------------------------------------------------- lifeboat demo
+def cmd_setup(source, backup, queue):
+    """A versioned source bucket whose object events go to a queue, and a versioned backup
+    bucket: the wiring infra/ deploys, without the IAM walls."""
+    s3, sqs = client("s3"), client("sqs")
+    for bucket in (source, backup):
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(Bucket=source, NotificationConfiguration={"QueueConfigurations": [
+        {"Id": "lifeboat", "QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]})
+    # S3 answers a new notification configuration with an s3:TestEvent; the replicator ignores
+    # it, and the demo counts only the events it causes.
+    for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return {"queue_url": url}
+
+
+def row_order(row):
+    """Sorts rows by their columns' values, in column order (the demo's by order_id)."""
+    return tuple((v is None, type(v).__name__, v if isinstance(v, (int, float, str)) else str(v)) for v in row.values())
+
+
+def cmd_rows(uri):
+    """The latest version's rows (sorted), its version, a digest of its content and the
+    operation of each commit; or why deltalake cannot open the table."""
+    try:
+        table = DeltaTable(uri, storage_options=storage_options())
+    except Exception as e:  # the point of the demo: a dropped table cannot be opened
+        return {"error": (str(e).splitlines() or [type(e).__name__])[0][:160]}
+    data = sorted(table.to_pyarrow_table().to_pylist(), key=row_order)
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {"version": table.version(), "rows": data, "digest": digest,
+            "history": [h.get("operation") for h in reversed(table.history())]}
+
+
+def cmd_drop(bucket, prefix):
+    """DROP TABLE with purge: every object version and delete marker under the prefix."""
+    s3 = client("s3")
+    destroyed = 0
+    while True:
+        listing = s3.list_object_versions(Bucket=bucket, Prefix=prefix)
+        targets = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in listing.get("Versions", [])]
+        destroyed += len(targets)
+        targets += [{"Key": m["Key"], "VersionId": m["VersionId"]} for m in listing.get("DeleteMarkers", [])]
+        if not targets:
+            return {"destroyed": destroyed}
+        for target in targets:
+            s3.delete_object(Bucket=bucket, **target)
+
+
+def cmd_count(bucket, prefix):
+    """Objects (current versions) under a prefix, and their total size."""
+    s3 = client("s3")
+    count = size = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            count += 1
+            size += obj["Size"]
+    return {"objects": count, "bytes": size}
+
+
+# --------------------------------------------------------------------------- DuckDB reader
+# deltalake cannot read deletion vectors through pyarrow, nor V2 checkpoints; DuckDB's delta
+# extension (delta-kernel-rs inside) can. It has no time travel, so version V is read from a
+# view of the table whose _delta_log stops at V.
+
+# A log file's version: NNN.json, NNN.checkpoint[.K.N|.UUID].parquet|json, NNN.crc; a log
+# compaction X.Y.compacted.json counts as Y.
+LOG_FILE = re.compile(r"^(\d{20})(?:\.(\d{20}))?\.(?:json|crc|checkpoint\..*|compacted\.json)$")
+
+
+def log_version(name):
+    match = LOG_FILE.match(name)
+    if not match:
+        return None
+    return int(match.group(2) or match.group(1))
+
+
+def delta_extension():
+    """The delta.duckdb_extension file the duckdb-ext-delta package ships for this DuckDB."""
+    import duckdb
+
+    spec = importlib.util.find_spec("duckdb_ext")
+    roots = list(spec.submodule_search_locations) if spec else []
+    found = []
+    for root in roots:
+        found += glob.glob(os.path.join(root, "extensions", f"v{duckdb.__version__}", "*", "delta.duckdb_extension"))
+        found += glob.glob(os.path.join(root, "extensions", "*", "*", "delta.duckdb_extension"))
+    if not found:
+        raise SystemExit("delta.duckdb_extension not found: pip install duckdb-ext-delta (make setup)")
+    return found[0]
+
+
+def mirror(uri, into, version):
+    """Copies s3://bucket/prefix into a local directory, leaving out log files after
+    `version`."""
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    prefix = prefix.rstrip("/") + "/"
+    s3 = client("s3")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            relative = obj["Key"][len(prefix):]
+            if relative.startswith("_delta_log/") and "/" not in relative[len("_delta_log/"):]:
+                v = log_version(relative[len("_delta_log/"):])
+                if v is not None and version is not None and v > version:
+                    continue
+            path = os.path.join(into, relative)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            s3.download_file(bucket, obj["Key"], path)
+    return into
+
+
+def log_view(directory, version, into):
+    """A view of a local table at `version` in `into`: its log files up to `version` (no
+    `_last_checkpoint`, which may point later), everything else symlinked."""
+    directory = os.path.abspath(directory)
+    for entry in os.listdir(directory):
+        if entry != "_delta_log":
+            os.symlink(os.path.join(directory, entry), os.path.join(into, entry))
+    log = os.path.join(directory, "_delta_log")
+    os.mkdir(os.path.join(into, "_delta_log"))
+    for name in os.listdir(log):
+        v = log_version(name)
+        keep = name == "_sidecars" or (v is not None and v <= version)
+        if keep:
+            os.symlink(os.path.join(log, name), os.path.join(into, "_delta_log", name))
+    return into
+
+
+def latest_version(directory):
+    versions = [log_version(n) for n in os.listdir(os.path.join(directory, "_delta_log"))]
+    return max(v for v in versions if v is not None)
+
+
+def cmd_read(uri, version="latest"):
+    """Version `version` (default: the latest) of a table, local or s3://, read with DuckDB's
+    delta extension: its row count and the SHA-256 of its canonical sorted rows, as `digest`
+    gives them."""
+    import duckdb
+
+    v = None if version == "latest" else int(version)
+    work = tempfile.mkdtemp(prefix="lifeboat-read-")
+    try:
+        if uri.startswith("s3://"):
+            local = mirror(uri, os.path.join(work, "mirror"), v)
+        else:
+            local = uri[len("file://"):] if uri.startswith("file://") else uri
+        latest = latest_version(local)
+        if v is None:
+            v = latest
+        elif v > latest:
+            raise SystemExit(f"{uri} has no version {v} (its latest is {latest})")
+        view = log_view(local, v, tempfile.mkdtemp(dir=work))
+        con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"LOAD '{delta_extension()}'")
+        # Through Arrow, as deltalake hands its rows over: the same Python values either way.
+        rows = con.execute("SELECT * FROM delta_scan(?)", [view]).fetch_arrow_table().to_pylist()
+        data = sorted(json.dumps(r, sort_keys=True, default=str) for r in rows)
+        return {"version": v, "rows": len(data), "sha256": hashlib.sha256("\n".join(data).encode()).hexdigest()}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+COMMANDS.update({"digest": cmd_digest, "digests": cmd_digests, "checkpoint": cmd_checkpoint,
+                 "setup": cmd_setup, "rows": cmd_rows, "drop": cmd_drop, "count": cmd_count, "read": cmd_read})
 
 
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    print(json.dumps(COMMANDS[command](*args)), flush=True)
+    print(json.dumps(COMMANDS[command](*args), default=str), flush=True)
     sys.stderr.flush()
     # deltalake's native runtime can abort while the interpreter shuts down ("terminate called
     # without an active exception"); the work is done and printed, so leave at once.

@@ -38,7 +38,9 @@ use serde_json::Value;
 use crate::drill_lambda::{
     build_functions, http_post, CargoLambdaWatch, LambdaFunction, Outcome, RuntimeEmulator,
 };
-use crate::{failed_ids, fixture, repo_root, sqs_event, venv_bin, LocalAws};
+use lifeboat_cli::queue::{Batch, Drained, QueueDriver};
+
+use crate::{fixture, repo_root, venv_bin, LocalAws};
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
@@ -120,14 +122,6 @@ impl Replication {
     }
 }
 
-/// What one pass over the queue did.
-#[derive(Debug, Default, Clone)]
-pub struct Drained {
-    pub invocations: usize,
-    pub messages: usize,
-    pub failed: Vec<String>,
-}
-
 /// A restore through the restore Lambda: its answer, and the time to a readable table.
 #[derive(Debug, Clone)]
 pub struct Restored {
@@ -188,7 +182,7 @@ impl Drill {
         let dir = crate::drill_lambda::target_dir().join("drills").join(name);
         std::fs::create_dir_all(&dir)?;
         let build = tokio::task::spawn_blocking(build_functions);
-        let aws = LocalAws::start().await?;
+        let aws = LocalAws::start_with_log(Some(dir.join("moto.log"))).await?;
         let out = tokio::process::Command::new(venv_bin("python"))
             .arg(repo_root().join("tests/drills/deploy.py"))
             .args(["--endpoint", &aws.endpoint])
@@ -369,13 +363,14 @@ impl Drill {
         args: &[&str],
     ) -> Result<Replication> {
         let mut child = self.delta_command(&self.writer, args).spawn()?;
+        let driver = self.queue_driver();
         let mut drained = Drained::default();
         let mut snapshots: Vec<(i64, BTreeSet<String>)> = Vec::new();
         let backup_prefix = format!("{bucket}/{path}/");
         let mut finished = None;
         let mut idle_polls = 0;
         loop {
-            let batch = self.replicate_one_batch(1).await?;
+            let batch = driver.batch(&mut self.invoke_replicate(), 1).await?;
             let got = batch.messages;
             merge(&mut drained, batch);
             if got > 0 {
@@ -431,65 +426,29 @@ impl Drill {
             commit_ms,
             backed_up_ms,
             objects: source.len(),
-            invocations: drained.invocations,
+            invocations: drained.batches,
             messages: drained.messages,
         })
     }
 
-    /// Receives one batch (up to 10 messages, waiting up to `wait_seconds`) as the replicator
-    /// role, invokes replicate with it, deletes what did not fail.
-    pub async fn replicate_one_batch(&self, wait_seconds: i32) -> Result<Drained> {
-        let out = self
-            .replicator
-            .sqs
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(wait_seconds)
-            .visibility_timeout(300)
-            .send()
-            .await
-            .context("receiving from the events queue as the replicator role")?;
-        let messages = out.messages().to_vec();
-        let mut drained = Drained::default();
-        if messages.is_empty() {
-            return Ok(drained);
-        }
-        let response = self.replicate.call(&sqs_event(&messages)).await?;
-        let failures = failed_ids(&response);
-        for m in &messages {
-            if failures.iter().any(|f| Some(f.as_str()) == m.message_id()) {
-                continue;
-            }
-            if let Some(handle) = m.receipt_handle() {
-                self.replicator
-                    .sqs
-                    .delete_message()
-                    .queue_url(&self.queue_url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await?;
-            }
-        }
-        drained.invocations = 1;
-        drained.messages = messages.len();
-        drained.failed = failures;
-        Ok(drained)
+    /// The events queue, driven with the replicator role's credentials as Lambda's event
+    /// source mapping does (receive up to 10, invoke, delete what did not fail).
+    pub fn queue_driver(&self) -> QueueDriver {
+        QueueDriver::new(self.replicator.sqs.clone(), &self.queue_url)
+    }
+
+    /// The deployed replicate function as a queue handler: the SQS event in, its answer out.
+    pub fn invoke_replicate(&self) -> impl AsyncFnMut(Value) -> Result<Value> + '_ {
+        async |event: Value| self.replicate.call(&event).await
     }
 
     /// Drives the queue into replicate until it stays empty; fails on failed records.
     pub async fn drain(&self) -> Result<Drained> {
-        let mut drained = Drained::default();
-        let mut empty = 0;
-        while empty < 2 {
-            let batch = self.replicate_one_batch(0).await?;
-            if batch.messages == 0 {
-                empty += 1;
-            } else {
-                empty = 0;
-            }
-            merge(&mut drained, batch);
-        }
+        let drained = self
+            .queue_driver()
+            .until_empty(&mut self.invoke_replicate(), |_| {})
+            .await
+            .context("driving the events queue into replicate as the replicator role")?;
         if !drained.failed.is_empty() {
             bail!("replicate reported failed records: {:?}", drained.failed);
         }
@@ -820,9 +779,10 @@ impl Drill {
     }
 }
 
-fn merge(into: &mut Drained, batch: Drained) {
-    into.invocations += batch.invocations;
+fn merge(into: &mut Drained, batch: Batch) {
+    into.batches += usize::from(batch.messages > 0);
     into.messages += batch.messages;
+    into.deleted += batch.deleted;
     into.failed.extend(batch.failed);
 }
 

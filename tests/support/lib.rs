@@ -16,6 +16,7 @@ use serde_json::Value;
 use lifeboat::replicate::Replicator;
 pub use lifeboat::s3::Clients;
 use lifeboat::s3::S3Store;
+use lifeboat_cli::queue::{Failed, QueueDriver};
 
 /// The repository root (the workspace), from this crate's manifest directory.
 pub fn repo_root() -> PathBuf {
@@ -48,25 +49,26 @@ fn free_port() -> u16 {
         .expect("no free loopback port")
 }
 
-/// A moto server on a free loopback port, stopped when dropped. Starting it points this
-/// process's AWS SDK environment at it (each nextest test runs in its own process).
+/// The local AWS (lifeboat_cli's one starter) on a free loopback port, stopped when dropped.
+/// Starting it points this process's AWS SDK environment at it (each nextest test runs in its
+/// own process).
 pub struct LocalAws {
-    child: Child,
     pub endpoint: String,
     pub clients: Clients,
+    server: lifeboat_cli::local_aws::LocalAws,
 }
 
 impl LocalAws {
     pub async fn start() -> Result<Self> {
-        let port = free_port();
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("moto-{port}.log")))?;
-        let child = Command::new(venv_bin("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .context("starting moto_server")?;
+        Self::start_with_log(None).await
+    }
+
+    /// [`LocalAws::start`], the server's output going to `log` (default: the temporary
+    /// directory).
+    pub async fn start_with_log(log: Option<PathBuf>) -> Result<Self> {
+        let tools = lifeboat_cli::Tools::venv(&repo_root().join(".venv"))?;
+        let server = lifeboat_cli::local_aws::LocalAws::start(&tools, log).await?;
+        let endpoint = server.endpoint().to_string();
         // SAFETY of set_var: tests set it before any other thread reads the environment.
         std::env::set_var("AWS_ENDPOINT_URL", &endpoint);
         std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
@@ -74,24 +76,16 @@ impl LocalAws {
         std::env::set_var("AWS_REGION", "us-east-1");
         std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
         let clients = Clients::from_env().await;
-        let mut aws = LocalAws {
-            child,
+        Ok(LocalAws {
             endpoint,
             clients,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if aws.clients.s3.list_buckets().send().await.is_ok() {
-                return Ok(aws);
-            }
-            if let Some(status) = aws.child.try_wait()? {
-                bail!("moto_server exited early with {status}");
-            }
-            if Instant::now() > deadline {
-                bail!("moto_server did not answer on {} within 60 s", aws.endpoint);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            server,
+        })
+    }
+
+    /// The server's output (kept after it stops).
+    pub fn log(&self) -> &Path {
+        self.server.log()
     }
 
     pub fn s3(&self) -> &aws_sdk_s3::Client {
@@ -249,11 +243,10 @@ impl LocalAws {
             .count())
     }
 
-    /// Runs the Python Delta tool (tests/py/delta_tool.py) and parses its JSON output.
+    /// Runs the Python Delta helper (tests/py/delta_tool.py) and parses its JSON output.
     pub fn delta(&self, args: &[&str]) -> Result<Value> {
-        let script = repo_root().join("tests/py/delta_tool.py");
         let out = Command::new(venv_bin("python"))
-            .arg(script)
+            .arg(lifeboat_cli::delta_tool())
             .args(args)
             .env("AWS_ENDPOINT_URL", &self.endpoint)
             .output()
@@ -266,13 +259,6 @@ impl LocalAws {
             );
         }
         serde_json::from_slice(&out.stdout).context("delta_tool.py printed no JSON")
-    }
-}
-
-impl Drop for LocalAws {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -306,17 +292,7 @@ pub fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> Value {
     lifeboat::events::sqs_batch_event(messages)
 }
 
-/// The message ids a partial-batch response reports as failed.
-pub fn failed_ids(response: &Value) -> Vec<String> {
-    response["batchItemFailures"]
-        .as_array()
-        .map(|f| {
-            f.iter()
-                .filter_map(|i| i["itemIdentifier"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+pub use lifeboat_cli::queue::failed_ids;
 
 /// A fixture file from tests/fixtures.
 pub fn fixture(name: &str) -> String {
@@ -414,22 +390,14 @@ impl Lab {
     }
 
     /// Delivers everything in the queue to the replicator in SQS batches of up to 10, deleting
-    /// what succeeded, as Lambda's SQS integration does. Returns the failed message ids.
+    /// what succeeded, as Lambda's SQS integration does. Returns the failed message ids (left
+    /// invisible in the queue for the visibility timeout, 300 s).
     pub async fn drain(&self) -> Result<Vec<String>> {
-        let messages = self.aws.receive_all(&self.queue).await?;
-        let mut failed = Vec::new();
-        for chunk in messages.chunks(10) {
-            let response = self.replicator.handle(&sqs_event(chunk)).await?;
-            let failures = failed_ids(&response);
-            let done: Vec<String> = chunk
-                .iter()
-                .filter(|m| !failures.iter().any(|f| Some(f.as_str()) == m.message_id()))
-                .filter_map(|m| m.receipt_handle().map(str::to_string))
-                .collect();
-            self.aws.delete_messages(&self.queue, &done).await?;
-            failed.extend(failures);
-        }
-        Ok(failed)
+        let driver = QueueDriver::new(self.aws.sqs().clone(), &self.queue);
+        Ok(driver
+            .until_empty(&mut in_process(&self.replicator), |_| {})
+            .await?
+            .failed)
     }
 
     /// `s3://source-bucket/<path>`
@@ -449,6 +417,15 @@ impl Lab {
             self.aws.delete(Self::SRC, key).await?;
         }
         Ok(keys.len())
+    }
+}
+
+/// The in-process replicator as a queue handler: the SQS event in, its response out.
+pub fn in_process(
+    replicator: &Replicator<S3Store>,
+) -> impl AsyncFnMut(Value) -> Result<Value> + '_ {
+    async move |event: Value| -> Result<Value> {
+        Ok(serde_json::to_value(replicator.handle(&event).await?)?)
     }
 }
 
@@ -552,47 +529,12 @@ impl Lab {
         replicator: &Replicator<S3Store>,
         max_rounds: usize,
     ) -> Result<Vec<usize>> {
-        let mut rounds = Vec::new();
-        loop {
-            let messages = self.aws.receive_all(&self.queue).await?;
-            if messages.is_empty() {
-                return Ok(rounds);
-            }
-            if rounds.len() == max_rounds {
-                bail!(
-                    "{} message(s) still failing after {max_rounds} rounds",
-                    messages.len()
-                );
-            }
-            rounds.push(messages.len());
-            for chunk in messages.chunks(10) {
-                let response = replicator.handle(&sqs_event(chunk)).await?;
-                let failures = failed_ids(&response);
-                for m in chunk {
-                    let handle = m.receipt_handle().unwrap_or_default();
-                    if failures.iter().any(|f| Some(f.as_str()) == m.message_id()) {
-                        self.sqs()
-                            .change_message_visibility()
-                            .queue_url(&self.queue)
-                            .receipt_handle(handle)
-                            .visibility_timeout(0)
-                            .send()
-                            .await?;
-                    } else {
-                        self.sqs()
-                            .delete_message()
-                            .queue_url(&self.queue)
-                            .receipt_handle(handle)
-                            .send()
-                            .await?;
-                    }
-                }
-            }
-        }
-    }
-
-    fn sqs(&self) -> &aws_sdk_sqs::Client {
-        self.aws.sqs()
+        let mut driver = QueueDriver::new(self.aws.sqs().clone(), &self.queue);
+        driver.failed = Failed::Redeliver { max_rounds };
+        Ok(driver
+            .until_empty(&mut in_process(replicator), |_| {})
+            .await?
+            .rounds)
     }
 
     /// Asserts that every source object under `prefix` is in the backup with the same bytes,

@@ -3,20 +3,21 @@
 //! the backup, drop the table, see the verifier flag it, plan the restore, carry it out, read
 //! the table back.
 //!
-//! The queue's messages go, in SQS batches as Lambda delivers them, to `lifeboat replicate
-//! --event` (the replicate Lambda's handler); the verifier and the restorer run as `lifeboat
-//! verify` and `lifeboat restore`, the commands an engineer types in an incident. The table is written and read by the Python
-//! `deltalake` package (scripts/demo_table.py), a reader independent of Lifeboat.
+//! The queue's messages go, in SQS batches as Lambda delivers them, through `lifeboat replicate
+//! --queue URL --until-empty` (the replicate Lambda's handler); the verifier and the restorer
+//! run as `lifeboat verify` and `lifeboat restore`, the commands an engineer types in an
+//! incident. The table is written and read by the Python `deltalake` package
+//! (tests/py/delta_tool.py), a reader independent of Lifeboat.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
-use lifeboat::s3::Clients;
+use lifeboat_cli::local_aws::LocalAws;
 use serde_json::Value;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -41,16 +42,18 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let ui = Ui::new(args.pause);
     ui.banner();
     let started = ui.spinner("starting a local AWS (moto) on a free loopback port");
-    let aws = LocalAws::start(&tools)?;
+    let log = std::env::temp_dir().join(format!("lifeboat-demo-moto-{}.log", std::process::id()));
+    let aws = LocalAws::start(&tools.python, Some(log)).await?;
     started.finish_and_clear();
     ui.done(&format!(
-        "local AWS (moto) answering at {} (pid {}), stopped when the demo ends",
-        aws.endpoint,
-        aws.child.id()
+        "local AWS (moto) answering at {} (pid {}, log {}), stopped when the demo ends",
+        aws.endpoint(),
+        aws.pid(),
+        aws.log().display()
     ));
     // Ctrl-C (or a terminal hang-up, or kill): stop the local AWS and leave. A task of its own;
     // the story only awaits (child processes included), so it runs at once.
-    let moto = aws.child.id();
+    let moto = aws.pid();
     let mut interrupt = signal(SignalKind::interrupt()).context("installing a signal handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("installing a signal handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("installing a signal handler")?;
@@ -77,30 +80,17 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Where moto_server and python are.
+/// The Python tools and the Delta helper script.
 struct Tools {
-    moto_server: PathBuf,
-    python: PathBuf,
+    python: lifeboat_cli::Tools,
     script: PathBuf,
 }
 
 impl Tools {
-    fn find(venv: Option<&Path>) -> Result<Self> {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let repo = repo.canonicalize().unwrap_or(repo);
-        let venv = venv
-            .map(Path::to_path_buf)
-            .or_else(|| std::env::var_os("LIFEBOAT_VENV").map(PathBuf::from))
-            .or_else(|| Some(repo.join(".venv")).filter(|v| v.join("bin/python").exists()));
-        let tool = |name: &str| -> PathBuf {
-            match &venv {
-                Some(v) if v.join("bin").join(name).exists() => v.join("bin").join(name),
-                _ => PathBuf::from(name),
-            }
-        };
+    fn find(venv: Option<&std::path::Path>) -> Result<Self> {
         let script = std::env::var_os("LIFEBOAT_DEMO_SCRIPT")
             .map(PathBuf::from)
-            .unwrap_or_else(|| repo.join("scripts/demo_table.py"));
+            .unwrap_or_else(lifeboat_cli::delta_tool);
         if !script.exists() {
             bail!(
                 "{} is missing: run the demo from the repository (make demo)",
@@ -108,69 +98,9 @@ impl Tools {
             );
         }
         Ok(Tools {
-            moto_server: tool("moto_server"),
-            python: tool("python"),
+            python: lifeboat_cli::Tools::find(venv),
             script,
         })
-    }
-}
-
-/// moto in server mode on a free loopback port, killed when dropped.
-struct LocalAws {
-    child: Child,
-    endpoint: String,
-    log: PathBuf,
-}
-
-impl LocalAws {
-    fn start(tools: &Tools) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let log = std::env::temp_dir().join(format!("lifeboat-demo-moto-{port}.log"));
-        let file = std::fs::File::create(&log)?;
-        let child = Command::new(&tools.moto_server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(file.try_clone()?))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "starting {} (run `make setup` first, or pass --venv)",
-                    tools.moto_server.display()
-                )
-            })?;
-        let mut aws = LocalAws {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = aws.child.try_wait()? {
-                bail!(
-                    "moto_server exited with {status}; see {}",
-                    aws.log.display()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "moto_server did not answer within 60 s; see {}",
-                    aws.log.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(aws)
-    }
-}
-
-impl Drop for LocalAws {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
     }
 }
 
@@ -270,7 +200,7 @@ impl<'a> Story<'a> {
     /// The environment of every step: the local AWS, and Lifeboat's configuration.
     fn env(&self, queue: Option<&str>) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = [
-            ("AWS_ENDPOINT_URL", self.aws.endpoint.as_str()),
+            ("AWS_ENDPOINT_URL", self.aws.endpoint()),
             ("AWS_ACCESS_KEY_ID", "demo"),
             ("AWS_SECRET_ACCESS_KEY", "demo"),
             ("AWS_REGION", "us-east-1"),
@@ -287,9 +217,10 @@ impl<'a> Story<'a> {
         env
     }
 
-    /// scripts/demo_table.py COMMAND ARGS, its JSON answer.
+    /// tests/py/delta_tool.py COMMAND ARGS, its JSON answer.
     async fn python(&self, args: &[&str]) -> Result<Value> {
-        let out = tokio::process::Command::new(&self.tools.python)
+        let python = self.tools.python.python();
+        let out = tokio::process::Command::new(&python)
             .arg(&self.tools.script)
             .args(args)
             .env_remove("AWS_PROFILE")
@@ -298,14 +229,14 @@ impl<'a> Story<'a> {
             .stdin(Stdio::null())
             .output()
             .await
-            .with_context(|| format!("running {}", self.tools.python.display()))?;
+            .with_context(|| format!("running {}", python.display()))?;
         if !out.status.success() {
             bail!(
-                "demo_table.py {args:?} failed: {}",
+                "delta_tool.py {args:?} failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        serde_json::from_slice(&out.stdout).context("demo_table.py printed no JSON")
+        serde_json::from_slice(&out.stdout).context("delta_tool.py printed no JSON")
     }
 
     /// `lifeboat verify` of the demo table, its report shown indented.
@@ -378,9 +309,9 @@ impl<'a> Story<'a> {
             "A job writes s3://lake/sales/orders with the Python deltalake package: three commits, partitioned by city.",
         );
         let spin = self.ui.spinner("writing with deltalake");
-        let written = self.python(&["write", &self.table]).await?;
+        let written = self.python(&["write", &self.table, "orders"]).await?;
         spin.finish_and_clear();
-        let before = self.python(&["read", &self.table]).await?;
+        let before = self.python(&["rows", &self.table]).await?;
         self.ui.done(&format!(
             "{} at version {}: {} rows ({} commits: {})",
             self.table,
@@ -394,9 +325,8 @@ impl<'a> Story<'a> {
             "Watch it replicate",
             "Each S3 event reaches the replicator through the queue; it copies the object into the backup, server-side, keeping the original key.",
         );
-        let clients = Clients::from_env().await;
         let t0 = Instant::now();
-        let (events, batches) = self.drain(&clients, &queue).await?;
+        let (events, batches) = self.drain(&queue).await?;
         let backed_up = self
             .python(&["count", BACKUP, &format!("{SOURCE}/{TABLE_PATH}/")])
             .await?;
@@ -420,7 +350,7 @@ impl<'a> Story<'a> {
         let dropped = self
             .python(&["drop", SOURCE, &format!("{TABLE_PATH}/")])
             .await?;
-        let gone = self.python(&["read", &self.table]).await?;
+        let gone = self.python(&["rows", &self.table]).await?;
         self.ui.bad(&format!(
             "{} object versions destroyed under s3://{SOURCE}/{TABLE_PATH}/",
             dropped["destroyed"]
@@ -429,7 +359,7 @@ impl<'a> Story<'a> {
             "deltalake cannot open the table: {}",
             gone["error"].as_str().unwrap_or("?")
         ));
-        let (deletions, _) = self.drain(&clients, &queue).await?;
+        let (deletions, _) = self.drain(&queue).await?;
         let still = self
             .python(&["count", BACKUP, &format!("{SOURCE}/{TABLE_PATH}/")])
             .await?;
@@ -483,7 +413,7 @@ impl<'a> Story<'a> {
             "Read the table back",
             "An independent reader (deltalake) opens the restored table; its rows must equal those before the drop.",
         );
-        let after = self.python(&["read", &self.table]).await?;
+        let after = self.python(&["rows", &self.table]).await?;
         let restore_seconds = t0.elapsed().as_secs_f64();
         if after.get("error").is_some() {
             bail!("the restored table cannot be read: {}", after["error"]);
@@ -502,7 +432,7 @@ impl<'a> Story<'a> {
         } else {
             bail!("the restored table differs: before {before}, after {after}");
         }
-        self.drain(&clients, &queue).await?;
+        self.drain(&queue).await?;
         self.ui.done(&format!(
             "the table read back {restore_seconds:.1} s after the restore started; the whole demo took {:.0} s",
             begun.elapsed().as_secs_f64()
@@ -513,64 +443,28 @@ impl<'a> Story<'a> {
         Ok(())
     }
 
-    /// Receives the queue's messages in batches of up to 10 and hands each batch, as the SQS
-    /// event Lambda delivers, to `lifeboat replicate --event`; deletes the batch once it
-    /// succeeded. Returns (messages, batches).
-    async fn drain(&self, clients: &Clients, queue: &str) -> Result<(usize, usize)> {
-        let bar = indicatif::ProgressBar::new_spinner().with_style(
-            indicatif::ProgressStyle::with_template(
-                "      {spinner} replicating: {pos} events {elapsed}",
+    /// `lifeboat replicate --queue URL --until-empty`: the queue's messages in batches of up to
+    /// 10, each handed to the replicator as the SQS event Lambda delivers, until the queue is
+    /// empty. Returns (messages, batches).
+    async fn drain(&self, queue: &str) -> Result<(usize, usize)> {
+        let spin = self
+            .ui
+            .spinner("lifeboat replicate --queue ... --until-empty");
+        let (code, out) = self
+            .lifeboat(
+                &["replicate", "--queue", queue, "--until-empty", "--json"],
+                queue,
+                false,
             )
-            .expect("valid template"),
-        );
-        bar.enable_steady_tick(Duration::from_millis(100));
-        let (mut messages, mut batches, mut empty) = (0, 0, 0);
-        while empty < 2 {
-            let out = clients
-                .sqs
-                .receive_message()
-                .queue_url(queue)
-                .max_number_of_messages(10)
-                .wait_time_seconds(if empty == 0 { 1 } else { 0 })
-                .send()
-                .await?;
-            let batch = out.messages();
-            if batch.is_empty() {
-                empty += 1;
-                continue;
-            }
-            empty = 0;
-            let event = std::env::temp_dir().join(format!(
-                "lifeboat-demo-{}-batch-{batches}.json",
-                std::process::id()
-            ));
-            std::fs::write(&event, lifeboat::events::sqs_batch_event(batch).to_string())?;
-            let path = event.to_string_lossy().into_owned();
-            let replicated = self
-                .lifeboat(&["replicate", "--event", &path], queue, false)
-                .await;
-            let _ = std::fs::remove_file(&event);
-            let (code, response) = replicated?;
-            if code != 0 {
-                bail!("lifeboat replicate failed (exit {code}): {response}");
-            }
-            for m in batch {
-                if let Some(handle) = m.receipt_handle() {
-                    clients
-                        .sqs
-                        .delete_message()
-                        .queue_url(queue)
-                        .receipt_handle(handle)
-                        .send()
-                        .await?;
-                }
-            }
-            messages += batch.len();
-            batches += 1;
-            bar.set_position(messages as u64);
+            .await?;
+        spin.finish_and_clear();
+        if code != 0 {
+            bail!("lifeboat replicate --queue failed (exit {code}): {out}");
         }
-        bar.finish_and_clear();
-        Ok((messages, batches))
+        let summary: Value =
+            serde_json::from_str(&out).context("lifeboat replicate printed no JSON summary")?;
+        let count = |field: &str| summary[field].as_u64().unwrap_or(0) as usize;
+        Ok((count("messages"), count("batches")))
     }
 }
 

@@ -3,16 +3,16 @@
 //! Exit status: 0 success, 1 failure, 2 bad usage, 3 (`verify`) some table has no restorable
 //! version.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use lifeboat::keys::S3Location;
 use lifeboat::replicate::Replicator;
 use lifeboat::s3::S3Store;
 
 mod demo_cmd;
+mod replicate_cmd;
 mod restore_cmd;
 mod verify_cmd;
 
@@ -32,12 +32,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the replicator handler on an event file (S3 notification, SQS batch or EventBridge).
-    Replicate {
-        /// The event JSON file.
-        #[arg(long)]
-        event: PathBuf,
-    },
+    /// Run the replicator on an event file, or on its SQS queue's messages (--queue URL
+    /// [--until-empty]) as Lambda delivers them.
+    Replicate(replicate_cmd::ReplicateArgs),
     /// Copy everything under s3://SRC/prefix that the backup lacks.
     Backfill {
         /// The source location, s3://bucket/prefix.
@@ -86,23 +83,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Replicate { event } => {
-            let text = std::fs::read_to_string(&event)
-                .with_context(|| format!("reading {}", event.display()))?;
-            let input: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not JSON", event.display()))?;
-            let replicator = replicator().await?;
-            let response = replicator.handle(&input).await?;
-            println!("{}", serde_json::to_string_pretty(&response)?);
-            let failed = response["batchItemFailures"]
-                .as_array()
-                .is_some_and(|f| !f.is_empty());
-            Ok(if failed {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
+        Command::Replicate(args) => replicate_cmd::run(args).await,
         Command::Backfill { location, json } => {
             let location = S3Location::parse(&location)?;
             let replicator = replicator().await?;
