@@ -4,9 +4,12 @@
 Commands (run with the venv's python; `make deploy` / `make deploy-local` call them):
 
   deploy --params infra/params.json
-      Real AWS, through the AWS CLI: uploads dist/*.zip, deploys the backup stack, then one
-      source stack per source bucket with the backup stack's outputs, then adds the queue
-      notification to existing source buckets.
+      Real AWS, through the AWS CLI: refuses a single-account deployment without
+      AcknowledgeSingleAccount, creates the artifact bucket walled and versioned, uploads
+      dist/*.zip (each function pins the upload's version), deploys the backup stack, then one
+      source stack per source bucket with the backup stack's outputs, then merges the queue
+      notification and the bucket-policy statements into existing source buckets; warns when
+      the alarm topic has no confirmed subscriber.
   deploy-local [--endpoint URL]
       A local moto server ($AWS_ENDPOINT_URL, started if nothing answers): deploys both
       templates with CloudFormation, then applies with the API what moto's CloudFormation
@@ -14,6 +17,9 @@ Commands (run with the venv's python; `make deploy` / `make deploy-local` call t
   attach-notification --bucket B --queue-arn ARN [--profile P]
       Merges Lifeboat's queue notification into an existing bucket's notification
       configuration (CloudFormation cannot change a bucket it did not create).
+  attach-bucket-policy --bucket B --replicator-role-arn ... --verifier-role-arn ... --restorer-role-arn ...
+      Merges Lifeboat's statements (Sids starting with "Lifeboat") into an existing bucket's
+      policy, keeping every other statement: the source stack never replaces a bucket policy.
 
 The template reading and intrinsic-function resolution below is shared with tests/infra, so
 the tests check the very documents this tool applies.
@@ -40,6 +46,9 @@ ROOT = INFRA.parent
 BACKUP_TEMPLATE = INFRA / "backup-account.yaml"
 SOURCE_TEMPLATE = INFRA / "source-account.yaml"
 FUNCTIONS = ("replicate", "verify", "restore")
+# The alarm contract: metrics and finding kinds -> alarms, disasters -> alarms, CloudTrail
+# events -> tamper rules. The functions emit what it names; the drills print from it.
+ALARM_CONTRACT = INFRA / "alarms.json"
 
 # What moto's CloudFormation accepts but does not apply (measured with moto 5.2): these
 # resources and bucket properties are applied with the API after the stack is created.
@@ -67,9 +76,24 @@ MOTO_REPUT_RESOURCE_TYPES = ("AWS::IAM::Role",)
 # would lock the Lifeboat roles out of the backup in moto, and are verified on the document
 # instead (tests/infra/test_policy_documents.py).
 MOTO_UNEVALUABLE_STATEMENTS = {
+    "DenyAllButLifeboatActionsExceptBreakGlass": "exempts break-glass by aws:PrincipalArn condition",
     "DenyEveryoneButLifeboat": "exempts the Lifeboat roles by aws:PrincipalArn condition",
     "DenyInsecureTransport": "depends on the aws:SecureTransport condition",
 }
+
+
+def load_alarm_contract() -> dict:
+    return json.loads(ALARM_CONTRACT.read_text())
+
+
+def contract_alarms(contract: dict) -> dict[str, dict]:
+    """Every Lifeboat-metric alarm of the contract: logical id -> {metric, dimensions}."""
+    alarms = {a["alarm"]: {"metric": a["metric"], "dimensions": dict(a["dimensions"])} for a in contract["metrics"]}
+    finding = contract["finding_metric"]
+    for kind, alarm in contract["findings"].items():
+        dimensions = {k: (kind if v == "<finding kind>" else v) for k, v in finding["dimensions"].items()}
+        alarms[alarm] = {"metric": finding["metric"], "dimensions": dimensions}
+    return alarms
 
 
 # --------------------------------------------------------------------------- templates
@@ -460,6 +484,24 @@ def _encryption(props: dict) -> dict:
     return {"Rules": rules}
 
 
+def artifact_key(name: str, body: bytes) -> str:
+    """Content-addressed key of a function zip: a new build is a new key (and version)."""
+    return f"lifeboat/{name}-{hashlib.sha256(body).hexdigest()[:16]}.zip"
+
+
+def code_parameters(code_bucket: str, code: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """The backup stack's code parameters from {function: (key, version id)}: every function
+    pins the exact object version it was uploaded as."""
+    params = {"CodeBucket": code_bucket}
+    for name in FUNCTIONS:
+        key, version = code[name]
+        if not version:
+            raise ValueError(f"{name}: the artifact upload returned no VersionId (is the bucket versioned?)")
+        params[f"{name.capitalize()}CodeKey"] = key
+        params[f"{name.capitalize()}CodeVersion"] = version
+    return params
+
+
 def dummy_function_zip() -> bytes:
     """A zip moto accepts as Lambda code; moto cannot run Lambdas anyway."""
     buf = io.BytesIO()
@@ -533,19 +575,20 @@ def deploy_local_stacks(
         s3.head_bucket(Bucket=code_bucket)
     except s3.exceptions.ClientError:
         s3.create_bucket(Bucket=code_bucket)
-    keys = {}
+    # Versioned, as make deploy makes the artifact bucket: the functions pin S3ObjectVersion.
+    s3.put_bucket_versioning(Bucket=code_bucket, VersioningConfiguration={"Status": "Enabled"})
+    code = {}
     for name in FUNCTIONS:
         body = (zips or {}).get(name) or dummy_function_zip()
-        keys[name] = f"lifeboat/{name}-{hashlib.sha256(body).hexdigest()[:16]}.zip"
-        s3.put_object(Bucket=code_bucket, Key=keys[name], Body=body)
+        key = artifact_key(name, body)
+        code[name] = (key, s3.put_object(Bucket=code_bucket, Key=key, Body=body)["VersionId"])
 
     backup_params = {
         "SourceBucketNames": ",".join(source_buckets),
         "BackupBucketName": backup_bucket,
-        "CodeBucket": code_bucket,
-        "ReplicateCodeKey": keys["replicate"],
-        "VerifyCodeKey": keys["verify"],
-        "RestoreCodeKey": keys["restore"],
+        **code_parameters(code_bucket, code),
+        # A local moto is one account by nature.
+        "AcknowledgeSingleAccount": "true",
         # moto cannot run Lambdas: an enabled mapping makes it try (through Docker) on every
         # message and push the events toward the dead-letter queue. Local runs drive the
         # replicator from the queue themselves.
@@ -738,8 +781,28 @@ def cmd_attach_notification(args: argparse.Namespace) -> int:
 
 
 # Parameters `deploy` fills in itself: code locations, and the backup stack's outputs.
-BACKUP_PARAMETERS_FROM_TOOL = {"CodeBucket", "ReplicateCodeKey", "VerifyCodeKey", "RestoreCodeKey"}
+BACKUP_PARAMETERS_FROM_TOOL = {
+    "CodeBucket", "ReplicateCodeKey", "VerifyCodeKey", "RestoreCodeKey",
+    "ReplicateCodeVersion", "VerifyCodeVersion", "RestoreCodeVersion",
+}
 SOURCE_PARAMETERS_FROM_TOOL = {"EventsQueueArn", "ReplicatorRoleArn", "VerifierRoleArn", "RestorerRoleArn"}
+# backup-account.yaml grants restore invocation to this many operators (HasOperator1..4).
+MAX_OPERATORS = 4
+LIFEBOAT_SID_PREFIX = "Lifeboat"
+
+SINGLE_ACCOUNT_LIMITS = """\
+A single-account deployment walls the backup off from the lake's non-admin writers (an
+identity with s3:* on * is refused by the bucket policy), but not from the account's
+administrators: whoever holds iam:*, sts:*, lambda:* or kms:* there can assume break-glass,
+swap the function code, change the key's admin roles or remove the bucket policy as root.
+Object Lock (COMPLIANCE) still keeps every version, and the tamper alarms say when it happens.
+See infra/README.md, "Single account or two"."""
+
+GOVERNANCE_GIVES_UP = """\
+ObjectLockMode=GOVERNANCE: the backup account's root can remove the bucket policy (S3 always
+lets it) and then delete locked versions with s3:BypassGovernanceRetention, or shorten their
+retention; the tamper alarm fires only afterwards. COMPLIANCE (the default) refuses that to
+everyone, the root included, until each version's retention ends."""
 
 
 def parameter_problems(template_path: Path, given: dict[str, str], from_tool: set[str]) -> list[str]:
@@ -756,6 +819,146 @@ def parameter_problems(template_path: Path, given: dict[str, str], from_tool: se
     return problems
 
 
+def is_single_account(backup_params: dict[str, str], backup_account: str | None = None) -> bool:
+    source = str(backup_params.get("SourceAccountId", "")).strip()
+    return source == "" or (backup_account is not None and source == backup_account)
+
+
+def single_account_problem(backup_params: dict[str, str], backup_account: str | None = None) -> str | None:
+    """Refuses a single-account deployment (SourceAccountId empty, or the backup account
+    itself) unless AcknowledgeSingleAccount is "true"."""
+    if not is_single_account(backup_params, backup_account):
+        return None
+    if str(backup_params.get("AcknowledgeSingleAccount", "false")).lower() == "true":
+        return None
+    which = "empty" if not str(backup_params.get("SourceAccountId", "")).strip() else "the backup account itself"
+    return (f"SourceAccountId is {which}: a single-account deployment. Set "
+            f"\"AcknowledgeSingleAccount\": \"true\" in backup.parameters to deploy it anyway.\n{SINGLE_ACCOUNT_LIMITS}")
+
+
+def operator_problems(backup_params: dict[str, str]) -> list[str]:
+    operators = [o.strip() for o in str(backup_params.get("OperatorPrincipalArns", "")).split(",") if o.strip()]
+    problems = [f"OperatorPrincipalArns: {o} is not an IAM ARN" for o in operators if not o.startswith("arn:")]
+    if len(operators) > MAX_OPERATORS:
+        problems.append(f"OperatorPrincipalArns names {len(operators)} principals; at most {MAX_OPERATORS} "
+                        "(use a role your responders assume)")
+    return problems
+
+
+def deploy_notices(backup_params: dict[str, str]) -> list[str]:
+    """What deploy says before it starts: the weaker choices the parameters make."""
+    notices = []
+    if str(backup_params.get("ObjectLockMode", "COMPLIANCE")) == "GOVERNANCE":
+        notices.append(GOVERNANCE_GIVES_UP)
+    if is_single_account(backup_params):
+        notices.append(SINGLE_ACCOUNT_LIMITS)
+    return notices
+
+
+def alarm_topic_warning(subscriptions: list[dict], topic_arn: str) -> str | None:
+    """A warning when nobody would receive an alarm: no subscription, or only ones still
+    waiting for confirmation."""
+    confirmed = [s for s in subscriptions if s.get("SubscriptionArn", "").startswith("arn:")]
+    if confirmed:
+        return None
+    pending = [s.get("Endpoint", "?") for s in subscriptions if s not in confirmed]
+    state = (f"only unconfirmed subscriptions ({', '.join(pending)}): confirm them" if pending
+             else "no subscriber")
+    return (f"WARNING: the alarm topic {topic_arn} has {state}. Alarms and tamper events reach nobody. "
+            "Subscribe an e-mail (AlarmEmail) or a Slack channel through AWS Chatbot: infra/README.md, \"Alarms\".")
+
+
+def artifact_bucket_policy(bucket: str) -> dict:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+            "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }],
+    }
+
+
+def artifact_bucket_commands(bucket: str, region: str) -> list[list[str]]:
+    """AWS CLI calls that create the artifact bucket walled: private, owner-enforced, TLS only,
+    versioned (the functions pin the zip's version), encrypted."""
+    create = ["s3api", "create-bucket", "--bucket", bucket]
+    if region != "us-east-1":
+        create += ["--create-bucket-configuration", f"LocationConstraint={region}"]
+    return [
+        create,
+        ["s3api", "put-public-access-block", "--bucket", bucket, "--public-access-block-configuration",
+         "BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true"],
+        ["s3api", "put-bucket-ownership-controls", "--bucket", bucket, "--ownership-controls",
+         json.dumps({"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]})],
+        ["s3api", "put-bucket-versioning", "--bucket", bucket, "--versioning-configuration", "Status=Enabled"],
+        ["s3api", "put-bucket-encryption", "--bucket", bucket, "--server-side-encryption-configuration",
+         json.dumps({"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})],
+        ["s3api", "put-bucket-policy", "--bucket", bucket, "--policy", json.dumps(artifact_bucket_policy(bucket))],
+    ]
+
+
+def lifeboat_source_statements(parameters: dict[str, str], partition: str = "aws") -> list[dict]:
+    """The statements source-account.yaml's SourceBucketPolicy holds for these parameters,
+    resolved as CloudFormation would: what attach-bucket-policy merges into an existing bucket."""
+    template = load_template(SOURCE_TEMPLATE)
+    # Parameters the policy does not use (the queue) may be left out.
+    parameters = {**{k: "" for k, s in template["Parameters"].items() if "Default" not in s}, **parameters}
+    resolver = Resolver(
+        template, parameters, account="", region="", stack_name="", partition=partition,
+        ref={}, getatt=lambda logical, attr: (_ for _ in ()).throw(KeyError(f"{logical}.{attr}")),
+    )
+    policy = resolver.resolve(template["Resources"]["SourceBucketPolicy"]["Properties"]["PolicyDocument"])
+    statements = policy["Statement"]
+    assert all(s["Sid"].startswith(LIFEBOAT_SID_PREFIX) for s in statements), "Lifeboat statements keep the Sid prefix"
+    return statements
+
+
+def merged_bucket_policy(existing: dict | None, statements: list[dict]) -> dict:
+    """Lifeboat's statements merged into a bucket's policy: every statement whose Sid does not
+    start with "Lifeboat" is kept as it is, Lifeboat's own are replaced. Idempotent."""
+    policy = dict(existing or {"Version": "2012-10-17", "Statement": []})
+    current = policy.get("Statement", [])
+    current = current if isinstance(current, list) else [current]
+    kept = [s for s in current if not str(s.get("Sid", "")).startswith(LIFEBOAT_SID_PREFIX)]
+    policy["Statement"] = kept + list(statements)
+    return policy
+
+
+def cmd_attach_bucket_policy(args: argparse.Namespace) -> int:
+    try:
+        current = aws_cli(["s3api", "get-bucket-policy", "--bucket", args.bucket, "--output", "json"],
+                          args.profile, args.region, capture=True)
+        existing = json.loads(json.loads(current)["Policy"])
+    except SystemExit:  # NoSuchBucketPolicy
+        existing = None
+    parameters = {"SourceBucketName": args.bucket, **args.roles}
+    merged = merged_bucket_policy(existing, lifeboat_source_statements(parameters))
+    kept = len(merged["Statement"]) - len(lifeboat_source_statements(parameters))
+    print(f"{args.bucket}: merging Lifeboat's statements into its bucket policy ({kept} of its own statements kept)")
+    aws_cli(["s3api", "put-bucket-policy", "--bucket", args.bucket, "--policy", json.dumps(merged)],
+            args.profile, args.region)
+    return 0
+
+
+def ensure_artifact_bucket(bucket: str, profile: str | None, region: str) -> None:
+    try:
+        aws_cli(["s3api", "head-bucket", "--bucket", bucket], profile, region, capture=True)
+    except SystemExit:
+        for command in artifact_bucket_commands(bucket, region):
+            aws_cli(command, profile, region, capture=True)
+        return
+    status = json.loads(aws_cli(["s3api", "get-bucket-versioning", "--bucket", bucket, "--output", "json"],
+                                profile, region, capture=True) or "{}").get("Status")
+    if status != "Enabled":
+        raise SystemExit(f"artifact bucket {bucket} exists but is not versioned: the functions pin the zips' "
+                         "S3ObjectVersion. Enable versioning on it, or name a new bucket (make deploy creates it walled).")
+
+
+def section(parameters: dict[str, Any]) -> dict[str, str]:
+    return {k: v for k, v in parameters.items() if not k.startswith("_")}
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     path = Path(args.params)
     if not path.exists():
@@ -765,39 +968,41 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     backup = params["backup"]
     profile = backup.get("profile")
     artifacts = params["artifact_bucket"]
-    problems = parameter_problems(
-        BACKUP_TEMPLATE, {k: v for k, v in backup["parameters"].items() if not k.startswith("_")},
-        BACKUP_PARAMETERS_FROM_TOOL,
-    )
+    backup_params = section(backup["parameters"])
+    problems = parameter_problems(BACKUP_TEMPLATE, backup_params, BACKUP_PARAMETERS_FROM_TOOL)
+    problems += operator_problems(backup_params)
+    single = single_account_problem(backup_params)
+    if single:
+        problems.append(single)
     for source in params.get("sources", []):
-        problems += parameter_problems(
-            SOURCE_TEMPLATE, {k: v for k, v in source["parameters"].items() if not k.startswith("_")},
-            SOURCE_PARAMETERS_FROM_TOOL,
-        )
+        problems += parameter_problems(SOURCE_TEMPLATE, section(source["parameters"]), SOURCE_PARAMETERS_FROM_TOOL)
     if problems:
         raise SystemExit(f"{path}:\n  " + "\n  ".join(problems))
     missing = [n for n in FUNCTIONS if not (ROOT / "dist" / f"{n}.zip").exists()]
     if missing:
         raise SystemExit(f"dist/{missing[0]}.zip is missing: run make build first")
+    for notice in deploy_notices(backup_params):
+        print(f"NOTE: {notice}", file=sys.stderr)
 
-    # Package: content-addressed keys, so a changed zip changes the template and updates code.
-    try:
-        aws_cli(["s3api", "head-bucket", "--bucket", artifacts], profile, region, capture=True)
-    except SystemExit:
-        aws_cli(["s3", "mb", f"s3://{artifacts}"], profile, region)
-    keys = {}
+    identity = json.loads(aws_cli(["sts", "get-caller-identity", "--output", "json"], profile, region, capture=True))
+    single = single_account_problem(backup_params, identity["Account"])
+    if single:
+        raise SystemExit(f"{path}:\n  {single}")
+
+    # Package: content-addressed keys in a walled, versioned bucket; each function pins the
+    # version its zip was uploaded as.
+    ensure_artifact_bucket(artifacts, profile, region)
+    code = {}
     for name in FUNCTIONS:
-        body = (ROOT / "dist" / f"{name}.zip").read_bytes()
-        keys[name] = f"lifeboat/{name}-{hashlib.sha256(body).hexdigest()[:16]}.zip"
-        aws_cli(["s3", "cp", str(ROOT / "dist" / f"{name}.zip"), f"s3://{artifacts}/{keys[name]}"], profile, region)
+        zip_path = ROOT / "dist" / f"{name}.zip"
+        key = artifact_key(name, zip_path.read_bytes())
+        put = json.loads(aws_cli(
+            ["s3api", "put-object", "--bucket", artifacts, "--key", key, "--body", str(zip_path), "--output", "json"],
+            profile, region, capture=True,
+        ))
+        code[name] = (key, put.get("VersionId", ""))
 
-    overrides = {k: v for k, v in backup["parameters"].items() if not k.startswith("_")}
-    overrides.update({
-        "CodeBucket": artifacts,
-        "ReplicateCodeKey": keys["replicate"],
-        "VerifyCodeKey": keys["verify"],
-        "RestoreCodeKey": keys["restore"],
-    })
+    overrides = {**backup_params, **code_parameters(artifacts, code)}
     stack = backup["stack_name"]
     aws_cli(
         ["cloudformation", "deploy", "--template-file", str(BACKUP_TEMPLATE), "--stack-name", stack,
@@ -810,9 +1015,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     ))
     outputs = outputs_of(described["Stacks"][0])
 
+    roles = {k: outputs[k] for k in ("ReplicatorRoleArn", "VerifierRoleArn", "RestorerRoleArn")}
     for source in params.get("sources", []):
-        sp = {k: v for k, v in source["parameters"].items() if not k.startswith("_")}
-        sp.update({k: outputs[k] for k in ("EventsQueueArn", "ReplicatorRoleArn", "VerifierRoleArn", "RestorerRoleArn")})
+        sp = section(source["parameters"])
+        sp.update({"EventsQueueArn": outputs["EventsQueueArn"], **roles})
         aws_cli(
             ["cloudformation", "deploy", "--template-file", str(SOURCE_TEMPLATE), "--stack-name", source["stack_name"],
              "--no-fail-on-empty-changeset",
@@ -820,11 +1026,26 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             source.get("profile"), region,
         )
         if sp.get("CreateSourceBucket", "false") != "true":
+            bucket = sp["SourceBucketName"]
             cmd_attach_notification(argparse.Namespace(
-                bucket=sp["SourceBucketName"], queue_arn=outputs["EventsQueueArn"],
-                profile=source.get("profile"), region=region,
+                bucket=bucket, queue_arn=outputs["EventsQueueArn"], profile=source.get("profile"), region=region,
             ))
+            if source.get("merge_bucket_policy", True):
+                cmd_attach_bucket_policy(argparse.Namespace(
+                    bucket=bucket, roles=roles, profile=source.get("profile"), region=region,
+                ))
+            else:
+                statements = lifeboat_source_statements({"SourceBucketName": bucket, **roles})
+                print(f"{bucket}: merge_bucket_policy is false; add these statements to its bucket policy:\n"
+                      + json.dumps(statements, indent=2))
     print(json.dumps(outputs, indent=2))
+    subscriptions = json.loads(aws_cli(
+        ["sns", "list-subscriptions-by-topic", "--topic-arn", outputs["AlarmTopicArn"], "--output", "json"],
+        profile, region, capture=True,
+    ) or "{}").get("Subscriptions", [])
+    warning = alarm_topic_warning(subscriptions, outputs["AlarmTopicArn"])
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
 
 
@@ -844,6 +1065,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backup-bucket", default="lifeboat-backup")
     p.add_argument("--state-dir", default=str(ROOT / "target"), help="where a started moto_server's pid and log go")
     p.set_defaults(func=cmd_deploy_local)
+
+    p = sub.add_parser("attach-bucket-policy", help="merge Lifeboat's statements into an existing bucket's policy")
+    p.add_argument("--bucket", required=True)
+    p.add_argument("--replicator-role-arn", required=True)
+    p.add_argument("--verifier-role-arn", required=True)
+    p.add_argument("--restorer-role-arn", required=True)
+    p.add_argument("--profile")
+    p.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+    p.set_defaults(func=lambda a: cmd_attach_bucket_policy(argparse.Namespace(
+        bucket=a.bucket, profile=a.profile, region=a.region,
+        roles={"ReplicatorRoleArn": a.replicator_role_arn, "VerifierRoleArn": a.verifier_role_arn,
+               "RestorerRoleArn": a.restorer_role_arn})))
 
     p = sub.add_parser("attach-notification", help="add the Lifeboat queue to an existing bucket's notifications")
     p.add_argument("--bucket", required=True)

@@ -3,9 +3,14 @@ conditions in resource policies, cross-account access, and every S3 action by na
 
 It follows the documented evaluation logic closely enough for Lifeboat's documents: an
 explicit Deny in any applicable policy wins; within one account a principal needs an Allow in
-its identity policy or in the resource policy; across accounts it needs both. Policy elements
-it does not model (NotAction, NotPrincipal, NotResource, unknown condition operators) raise,
-so a template that starts using them cannot pass unnoticed.
+its identity policy or in the resource policy; across accounts it needs both. NotAction is
+modelled (a statement applies to every action it does not list); elements it does not model
+(NotPrincipal, NotResource, unknown condition operators) raise, so a template that starts
+using them cannot pass unnoticed.
+
+One AWS exception is modelled because the walls depend on it: the root user of the account
+that owns a bucket may always read, put and delete the bucket's policy, whatever the policy
+says (S3's lockout protection).
 """
 from __future__ import annotations
 
@@ -110,12 +115,17 @@ def condition_holds(condition: dict | None, context: dict[str, str]) -> bool:
 
 
 def statement_applies(stmt: dict, action: str, resource: str, who: Principal | None, context: dict) -> bool:
-    for unsupported in ("NotAction", "NotPrincipal", "NotResource"):
+    for unsupported in ("NotPrincipal", "NotResource"):
         if unsupported in stmt:
             raise NotImplementedError(f"{unsupported} in {stmt.get('Sid')}")
+    if ("Action" in stmt) == ("NotAction" in stmt):
+        raise ValueError(f"statement {stmt.get('Sid')} needs exactly one of Action and NotAction")
     if who is not None and "Principal" in stmt and not principal_matches(stmt["Principal"], who):
         return False
-    if not any(action_matches(p, action) for p in as_list(stmt["Action"])):
+    if "Action" in stmt:
+        if not any(action_matches(p, action) for p in as_list(stmt["Action"])):
+            return False
+    elif any(action_matches(p, action) for p in as_list(stmt["NotAction"])):
         return False
     if "Resource" in stmt and not any(resource_matches(p, resource) for p in as_list(stmt["Resource"])):
         return False
@@ -148,7 +158,10 @@ def is_allowed(
         "aws:PrincipalAccount": who.account,
         "aws:SecureTransport": "true" if secure_transport else "false",
         "aws:MultiFactorAuthPresent": "true" if who.mfa else "false",
+        "s3:ResourceAccount": resource_account,
     }
+    if is_root(who) and who.account == resource_account and action.lower() in BUCKET_POLICY_ACTIONS:
+        return True
     identity = decide(who.identity_policies, action, resource, None, context)
     resource_side = decide([resource_policy] if resource_policy else [], action, resource, who, context)
     if "deny" in (identity, resource_side):
@@ -156,6 +169,13 @@ def is_allowed(
     if who.account == resource_account:
         return "allow" in (identity, resource_side)
     return identity == "allow" and resource_side == "allow"
+
+
+BUCKET_POLICY_ACTIONS = {"s3:getbucketpolicy", "s3:putbucketpolicy", "s3:deletebucketpolicy"}
+
+
+def is_root(who: Principal) -> bool:
+    return who.arn == f"arn:aws:iam::{who.account}:root"
 
 
 def role_policies(role_properties: dict) -> list[dict]:

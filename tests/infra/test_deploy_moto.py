@@ -61,11 +61,11 @@ def test_functions_are_configured_from_the_parameters(admin, deployed):
             "LIFEBOAT_MULTIPART_THRESHOLD_BYTES": "5368709120", "LIFEBOAT_PART_SIZE_BYTES": "268435456",
             "LIFEBOAT_COPY_CONCURRENCY": "64", "LIFEBOAT_STORAGE_CLASS": "STANDARD_IA",
             "LIFEBOAT_KMS_KEY_ID": out["BackupKeyArn"], "LIFEBOAT_CONDITIONAL_COPY": "false",
-            "RUST_LOG": "info"}),
+            "LIFEBOAT_PER_TABLE_METRICS": "false", "RUST_LOG": "info"}),
         "VerifyFunctionName": (out["VerifierRoleArn"], 900, {
             **common, "LIFEBOAT_INCLUDE_PREFIXES": "", "LIFEBOAT_EXCLUDE_PATTERNS": "",
             "LIFEBOAT_QUEUE_URL": out["EventsQueueUrl"], "LIFEBOAT_TABLES": "s3://lake-a/sales,s3://lake-b/events",
-            "RUST_LOG": "info"}),
+            "LIFEBOAT_PER_TABLE_METRICS": "false", "RUST_LOG": "info"}),
         "RestoreFunctionName": (out["RestorerRoleArn"], 900, {
             **common, "LIFEBOAT_MULTIPART_THRESHOLD_BYTES": "5368709120", "LIFEBOAT_PART_SIZE_BYTES": "268435456",
             "LIFEBOAT_COPY_CONCURRENCY": "64", "RUST_LOG": "info"}),
@@ -95,7 +95,13 @@ def test_queue_feeds_the_replicator_with_partial_batch_failures_and_a_dead_lette
     assert int(redrive["maxReceiveCount"]) == 5
     # Applied with the API (moto skips AWS::SQS::QueuePolicy): S3 may send, from these buckets.
     policy = json.loads(attrs["Policy"])
-    (stmt,) = policy["Statement"]
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    assert set(statements) == {"DenyPurgeToEveryone", "SourceBucketNotifications"}
+    assert statements["DenyPurgeToEveryone"]["Resource"] == [out["EventsQueueArn"], dlq_arn]
+    # The same document on the dead-letter queue (one AWS::SQS::QueuePolicy for both).
+    assert json.loads(sqs.get_queue_attributes(QueueUrl=out["DeadLetterQueueUrl"], AttributeNames=["Policy"])[
+        "Attributes"]["Policy"]) == policy
+    stmt = statements["SourceBucketNotifications"]
     assert stmt["Principal"] == {"Service": "s3.amazonaws.com"}
     assert stmt["Condition"]["ArnLike"]["aws:SourceArn"] == ["arn:aws:s3:::lake-a", "arn:aws:s3:::lake-b"]
     assert stmt["Condition"]["StringEquals"]["aws:SourceAccount"] == "123456789012"
@@ -130,7 +136,7 @@ def test_backup_bucket_settings_equal_the_template(admin, deployed):
     assert s3.get_bucket_versioning(Bucket=BACKUP)["Status"] == "Enabled"
     lock = s3.get_object_lock_configuration(Bucket=BACKUP)["ObjectLockConfiguration"]
     assert lock["ObjectLockEnabled"] == "Enabled"
-    assert lock["Rule"]["DefaultRetention"]["Mode"] == "GOVERNANCE"
+    assert lock["Rule"]["DefaultRetention"]["Mode"] == "COMPLIANCE"
     assert lock["Rule"]["DefaultRetention"]["Days"] == 7
     assert s3.get_public_access_block(Bucket=BACKUP)["PublicAccessBlockConfiguration"] == {
         "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
@@ -147,7 +153,9 @@ def test_backup_bucket_settings_equal_the_template(admin, deployed):
         s for s in template["Statement"] if s["Sid"] not in infra.MOTO_UNEVALUABLE_STATEMENTS]
     assert sorted(deployed["backup"]["skips"]["left_out"]) == sorted(
         f"BackupBucketPolicy.{sid}" for sid in infra.MOTO_UNEVALUABLE_STATEMENTS)
-    assert applied["Statement"][0]["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] == out["BreakGlassRoleArn"]
+    # Applied locally: the unconditional deny, which holds for break-glass too.
+    assert [s["Sid"] for s in applied["Statement"]] == ["DenyDestructionToEveryone"]
+    assert "Condition" not in applied["Statement"][0]
 
 
 def test_role_policies_in_iam_are_the_template_documents(admin, deployed):
@@ -268,7 +276,7 @@ def test_two_account_variant_deploys_from_the_same_templates(admin):
     assert queue["QueueArn"] == out["EventsQueueArn"] and out["EventsQueueArn"].split(":")[4] == "123456789012"
     # ...whose policy accepts events from that account's bucket,
     attrs = admin.client("sqs").get_queue_attributes(QueueUrl=out["EventsQueueUrl"], AttributeNames=["Policy"])["Attributes"]
-    condition = json.loads(attrs["Policy"])["Statement"][0]["Condition"]
+    (condition,) = [s["Condition"] for s in json.loads(attrs["Policy"])["Statement"] if s["Sid"] == "SourceBucketNotifications"]
     assert condition == {"ArnLike": {"aws:SourceArn": ["arn:aws:s3:::lake-x"]}, "StringEquals": {"aws:SourceAccount": source_account}}
     # ...and the bucket policy lets the backup account's roles in.
     policy = json.loads(lake_admin.client("s3").get_bucket_policy(Bucket="lake-x")["Policy"])

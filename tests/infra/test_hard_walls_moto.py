@@ -95,6 +95,13 @@ def world(moto, admin):
         ObjectLockRetainUntilDate=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1),
     )
 
+    # The bucket default is COMPLIANCE; an explicitly GOVERNANCE-locked version too.
+    governed = s3.put_object(
+        Bucket=BACKUP, Key=f"{SOURCE}/governance/part-0.parquet", Body=b"PAR1", ContentMD5=content_md5(b"PAR1"),
+        ObjectLockMode="GOVERNANCE",
+        ObjectLockRetainUntilDate=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1),
+    )
+
     applied_policy = s3.get_bucket_policy(Bucket=BACKUP)["Policy"]
 
     moto.set_auth(enforce=True)
@@ -108,7 +115,7 @@ def world(moto, admin):
             "breakglass": Actor("break-glass", admin.with_credentials(roles["BreakGlass"])),
         }
         yield {"out": out, "actors": actors, "compliance_version": locked["VersionId"],
-               "applied_policy": applied_policy}
+               "governance_version": governed["VersionId"], "applied_policy": applied_policy}
     finally:
         moto.set_auth(enforce=False)
 
@@ -238,7 +245,7 @@ def test_replicator_copies_in_but_cannot_delete_or_change_settings(world):
     copied = rep.head_object(Bucket=BACKUP, Key=f"{SOURCE}/sales/part-00001.parquet")
     assert copied["Metadata"] == {"lifeboat-source-version": put["VersionId"]}
     # The bucket's default retention (template value) locked the copy.
-    assert copied["ObjectLockMode"] == "GOVERNANCE"
+    assert copied["ObjectLockMode"] == "COMPLIANCE"
     until = copied["ObjectLockRetainUntilDate"] - dt.datetime.now(dt.timezone.utc)
     assert dt.timedelta(days=RETENTION_DAYS - 1) < until <= dt.timedelta(days=RETENTION_DAYS)
 
@@ -336,12 +343,13 @@ def test_restorer_reads_the_backup_writes_the_source_and_deletes_nothing(world):
     assert backup_versions(world) == before
 
 
-def test_a_locked_version_cannot_be_deleted_by_anyone(world):
+def test_a_locked_version_cannot_be_deleted_by_anyone(world, moto, admin):
     actors = world["actors"]
-    governance = seed_version(world)  # default retention from the template: GOVERNANCE
+    default_locked = seed_version(world)  # default retention from the template: COMPLIANCE
     compliance_key = f"{SOURCE}/compliance/part-0.parquet"
-    compliance = world["compliance_version"]
-    targets = [(SEED_BACKUP_KEY, governance), (compliance_key, compliance)]
+    governance_key = f"{SOURCE}/governance/part-0.parquet"
+    targets = [(SEED_BACKUP_KEY, default_locked), (compliance_key, world["compliance_version"]),
+               (governance_key, world["governance_version"])]
     before = backup_versions(world)
     assert set(targets) <= set(before)
 
@@ -354,16 +362,19 @@ def test_a_locked_version_cannot_be_deleted_by_anyone(world):
                 denied(who.s3.delete_object, **kwargs)
             delete_objects_refused(who.s3, BACKUP, [{"Key": key, "VersionId": version}])
 
-    # 1. With the bucket policy in place.
+    # 1. With the bucket policy in place: nobody, and break-glass cannot lift the policy.
     for who in actors.values():
         try_everything(who)
+    denied(actors["breakglass"].s3.delete_bucket_policy, Bucket=BACKUP)
+    denied(actors["breakglass"].s3.put_bucket_policy, Bucket=BACKUP, Policy=world["applied_policy"])
     assert backup_versions(world) == before
 
-    # 2. Break-glass lifts the bucket policy (it alone may). Then the identity policies still
-    #    refuse every delete, and Object Lock refuses an administrator who may do anything.
-    applied_policy = world["applied_policy"]
-    breakglass = actors["breakglass"].s3
-    breakglass.delete_bucket_policy(Bucket=BACKUP)
+    # 2. Only the account root can remove a bucket policy (S3's lockout protection; it fires
+    #    BackupBucketTamperRule). Without it, the identity policies still refuse every delete,
+    #    and Object Lock refuses an administrator who may do anything.
+    moto.set_auth(enforce=False)
+    admin.client("s3").delete_bucket_policy(Bucket=BACKUP)
+    moto.set_auth(enforce=True)
     try:
         for name in ("writer", "replicator", "verifier", "restorer", "breakglass"):
             for key, version in targets:
@@ -373,13 +384,18 @@ def test_a_locked_version_cannot_be_deleted_by_anyone(world):
                 # Lock allows: so this refusal is the identity policy's alone.
                 code = denied(actors[name].s3.delete_object, Bucket=BACKUP, Key=key)
                 assert code == "AccessDenied", (name, code)
-        admin = actors["admin"].s3
+        account_admin = actors["admin"].s3
         for key, version in targets:
-            denied(admin.delete_object, Bucket=BACKUP, Key=key, VersionId=version)
-        denied(admin.delete_object, Bucket=BACKUP, Key=compliance_key, VersionId=compliance, BypassGovernanceRetention=True)
-        response = admin.delete_objects(Bucket=BACKUP, Delete={"Objects": [{"Key": k, "VersionId": v} for k, v in targets]})
-        assert response.get("Deleted", []) == [] and len(response["Errors"]) == 2
+            denied(account_admin.delete_object, Bucket=BACKUP, Key=key, VersionId=version)
+        for key, version in targets[:2]:  # COMPLIANCE: not even with the bypass
+            denied(account_admin.delete_object, Bucket=BACKUP, Key=key, VersionId=version, BypassGovernanceRetention=True)
+        response = account_admin.delete_objects(
+            Bucket=BACKUP, Delete={"Objects": [{"Key": k, "VersionId": v} for k, v in targets]})
+        assert response.get("Deleted", []) == [] and len(response["Errors"]) == len(targets)
         assert backup_versions(world) == before
     finally:
-        breakglass.put_bucket_policy(Bucket=BACKUP, Policy=applied_policy)
-    assert json.loads(breakglass.get_bucket_policy(Bucket=BACKUP)["Policy"]) == json.loads(applied_policy)
+        moto.set_auth(enforce=False)
+        admin.client("s3").put_bucket_policy(Bucket=BACKUP, Policy=world["applied_policy"])
+        restored = admin.client("s3").get_bucket_policy(Bucket=BACKUP)["Policy"]
+        moto.set_auth(enforce=True)
+    assert json.loads(restored) == json.loads(world["applied_policy"])

@@ -33,34 +33,38 @@ REGION = "eu-west-1"
 SOURCES = ["lake-a", "lake-b"]
 BACKUP_BUCKET = "acme-lifeboat-backup"
 
-# What the backup bucket policy must deny to everyone but break-glass (DESIGN.md, "Hard
-# walls"): every delete, every change to policy, versioning, lifecycle and Object Lock, and
-# governance bypass...
-REQUIRED_PROTECTED = [
-    "s3:Delete*",
-    "s3:PutBucket*",  # policy, versioning, Object Lock configuration, ACL, public access, ...
-    "s3:PutLifecycleConfiguration",
-    "s3:PutObjectRetention",
-    "s3:PutObjectLegalHold",
-    "s3:BypassGovernanceRetention",
+# What Lifeboat does on the backup bucket (DESIGN.md, "Hard walls"): read objects and their
+# tags and versions, list, put (with tags), and tidy up its own multipart uploads. Written
+# down here from the design, not read from the template: every other S3 action in AWS's
+# catalogue must be denied to every principal but break-glass.
+LIFEBOAT_NEEDS = {
+    "s3:getobject", "s3:getobjectversion", "s3:getobjecttagging", "s3:getobjectversiontagging",
+    "s3:listbucket", "s3:listbucketversions", "s3:listbucketmultipartuploads", "s3:getbucketlocation",
+    "s3:putobject", "s3:putobjecttagging", "s3:abortmultipartupload", "s3:listmultipartuploadparts",
+}
+# The ones a hand-written blocklist missed (#15), by name, so a catalogue change cannot hollow
+# the check out.
+ONCE_MISSED = [
+    "s3:UpdateObjectEncryption", "s3:PutIntelligentTieringConfiguration", "s3:PutInventoryConfiguration",
+    "s3:CreateBucketMetadataTableConfiguration", "s3:PutObjectVersionTagging", "s3:RestoreObject",
 ]
-# ...and the other bucket settings through which the backup could be weakened or bled:
-# encryption, replication (ReplicateDelete writes delete markers), object ACLs.
-OTHER_SETTINGS = [
-    "s3:PutEncryptionConfiguration",
-    "s3:PutReplicationConfiguration",
-    "s3:ReplicateDelete",
-    "s3:PutObjectAcl",
-    "s3:PutObjectVersionAcl",
-]
-PROTECTED = REQUIRED_PROTECTED + OTHER_SETTINGS
-
-# Keys the backup holds: replicated objects, and the verifier's reports.
-BACKUP_KEYS = ["lake-a/sales/_delta_log/00000000000000000000.json", "_lifeboat/reports/2026-11-20.json"]
 
 
 def protected_actions() -> set[str]:
-    return {a for a in bucket_actions() if any(action_matches(p, a) for p in PROTECTED)}
+    """Every S3 bucket/object action but what Lifeboat needs."""
+    return set(bucket_actions()) - LIFEBOAT_NEEDS
+
+
+def destructive_actions() -> set[str]:
+    """What nobody may do, break-glass included: every delete, rewriting the bucket policy,
+    bypassing governance retention, suspending versioning, and replicating deletes."""
+    return {a for a in bucket_actions() if a.startswith("s3:delete")} | {
+        "s3:putbucketpolicy", "s3:bypassgovernanceretention", "s3:putbucketversioning",
+        "s3:putreplicationconfiguration", "s3:replicatedelete"}
+
+
+# Keys the backup holds: replicated objects, and the verifier's reports.
+BACKUP_KEYS = ["lake-a/sales/_delta_log/00000000000000000000.json", "_lifeboat/reports/2026-11-20.json"]
 
 
 def is_read(action: str) -> bool:
@@ -89,7 +93,10 @@ class Deployment:
         return self.backup["BackupBucketPolicy"]["Properties"]["PolicyDocument"]
 
     def source_policy(self, bucket: str) -> dict:
-        return self.sources[bucket]["SourceBucketPolicy"]["Properties"]["PolicyDocument"]
+        """The lake's own policy with Lifeboat's statements merged in, as make deploy leaves an
+        existing bucket."""
+        return infra.merged_bucket_policy(LAKE_POLICY(bucket), infra.lifeboat_source_statements({
+            "SourceBucketName": bucket, **{f"{r}Arn": self.role_arn(r) for r in ("ReplicatorRole", "VerifierRole", "RestorerRole")}}))
 
     def on_backup(self, who: Principal, action: str, key: str = BACKUP_KEYS[0], secure: bool = True) -> bool:
         return is_allowed(
@@ -112,7 +119,9 @@ def resolve(variant: str, **extra: str) -> Deployment:
         "SourceBucketNames": ",".join(SOURCES),
         "BackupBucketName": BACKUP_BUCKET,
         "CodeBucket": "acme-artifacts",
+        "ReplicateCodeVersion": "v1", "VerifyCodeVersion": "v2", "RestoreCodeVersion": "v3",
         "SourceAccountId": SOURCE_ACCOUNT if two else "",
+        "AcknowledgeSingleAccount": "false" if two else "true",
         **extra,
     }
     backup_template = infra.load_template(infra.BACKUP_TEMPLATE)
@@ -138,6 +147,17 @@ def resolve(variant: str, **extra: str) -> Deployment:
         )
         sources[bucket] = source.resources()
     return Deployment(resources, sources, BACKUP_ACCOUNT, source_account, params)
+
+
+def LAKE_POLICY(bucket: str) -> dict:
+    """An existing lake bucket policy that Lifeboat must keep: a TLS deny and an ETL grant."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+         "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+         "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+        {"Sid": "EtlReads", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111111111111:role/etl"},
+         "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"},
+    ]}
 
 
 def _role_names(getatt, template):
@@ -178,30 +198,48 @@ def test_the_catalogue_knows_the_actions_we_reason_about():
     assert len(bucket_actions()) > 100
 
 
-def test_deny_covers_exactly_the_protected_actions_for_everyone_but_break_glass(dep):
-    denies = [s for s in statements(dep.bucket_policy) if s["Effect"] == "Deny" and s.get("Sid") == "DenyDeletesAndSettingsExceptBreakGlass"]
-    assert len(denies) == 1
-    deny = denies[0]
-    assert deny["Principal"] == "*"
-    assert sorted(as_list(deny["Resource"])) == [f"arn:aws:s3:::{BACKUP_BUCKET}", f"arn:aws:s3:::{BACKUP_BUCKET}/*"]
-    assert deny["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": dep.role_arn("BreakGlassRole")}}
+def widened(who: Principal) -> Principal:
+    """The same principal with s3:* on * in its own policy: only the bucket policy limits it."""
+    return Principal(arn=who.arn, account=who.account, mfa=who.mfa,
+                     identity_policies=[{"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}])
 
-    denied = {a for a in bucket_actions() if any(action_matches(p, a) for p in as_list(deny["Action"]))}
-    expected = protected_actions()
-    assert denied - expected == set(), "denied although Lifeboat may need it"
-    assert expected - denied == set(), "not denied"
-    # The deletes this is about, by name, so a catalogue change cannot hollow the check out.
-    for action in ("s3:deleteobject", "s3:deleteobjectversion", "s3:deletebucket", "s3:deletebucketpolicy",
-                   "s3:putbucketpolicy", "s3:putbucketversioning", "s3:putlifecycleconfiguration",
-                   "s3:putbucketobjectlockconfiguration", "s3:bypassgovernanceretention"):
-        assert action in denied
+
+def test_allowlist_denies_every_catalogue_action_lifeboat_does_not_need(dep):
+    """A Lifeboat role widened to s3:* passes the wall; the allowlist still refuses it every
+    action of the full catalogue but the twelve Lifeboat needs."""
+    assert LIFEBOAT_NEEDS <= set(bucket_actions()), LIFEBOAT_NEEDS - set(bucket_actions())
+    for logical in ("ReplicatorRole", "VerifierRole", "RestorerRole"):
+        who = widened(dep.role(logical))
+        allowed = {a for a in bucket_actions() if any(dep.on_backup(who, a, key) for key in BACKUP_KEYS)}
+        assert allowed == LIFEBOAT_NEEDS, (logical, sorted(allowed ^ LIFEBOAT_NEEDS))
+    for action in ONCE_MISSED:
+        assert action.lower() in s3_catalogue(), action
+        assert not dep.on_backup(widened(dep.role("ReplicatorRole")), action), action
+
+
+def test_allowlist_is_a_not_action_deny_exempting_only_break_glass(dep):
+    (stmt,) = [s for s in statements(dep.bucket_policy) if s["Sid"] == "DenyAllButLifeboatActionsExceptBreakGlass"]
+    assert stmt["Effect"] == "Deny" and stmt["Principal"] == "*" and "Action" not in stmt
+    assert sorted(as_list(stmt["Resource"])) == [f"arn:aws:s3:::{BACKUP_BUCKET}", f"arn:aws:s3:::{BACKUP_BUCKET}/*"]
+    assert stmt["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": dep.role_arn("BreakGlassRole")}}
+
+
+def test_nobody_destroys_not_even_break_glass_widened_to_s3_star(dep):
+    """Break-glass with s3:* in its own policy (an IAM admin could give it that) is still
+    refused every delete, the policy rewrite and the governance bypass."""
+    bg = widened(dep.role("BreakGlassRole", mfa=True))
+    for action in sorted(destructive_actions()):
+        assert not any(dep.on_backup(bg, action, key) for key in BACKUP_KEYS), action
+    (stmt,) = [s for s in statements(dep.bucket_policy) if s["Sid"] == "DenyDestructionToEveryone"]
+    assert "Condition" not in stmt and stmt["Principal"] == "*"
 
 
 def test_no_other_statement_denies_or_allows_something_a_role_needs(dep):
     """Besides the settings deny, the policy has only the wall and the TLS deny, and neither
     blocks a Lifeboat role over TLS."""
     sids = {s["Sid"] for s in statements(dep.bucket_policy)}
-    assert sids == {"DenyDeletesAndSettingsExceptBreakGlass", "DenyEveryoneButLifeboat", "DenyInsecureTransport"}
+    assert sids == {"DenyDestructionToEveryone", "DenyAllButLifeboatActionsExceptBreakGlass",
+                    "DenyEveryoneButLifeboat", "DenyInsecureTransport"}
     assert all(s["Effect"] == "Deny" for s in statements(dep.bucket_policy))
     for logical, action, key in [
         ("ReplicatorRole", "s3:PutObject", BACKUP_KEYS[0]),
@@ -233,13 +271,15 @@ def test_no_role_but_break_glass_may_delete_or_change_settings_on_the_backup(dep
             assert decide(policies, action, resource, None, {}) != "allow", (logical, action, resource)
 
 
-def test_break_glass_changes_settings_but_cannot_delete_data(dep):
+def test_break_glass_changes_alarmed_settings_but_cannot_delete_or_rewrite_the_policy(dep):
     bg = dep.role("BreakGlassRole", mfa=True)
-    for action in ("s3:PutBucketPolicy", "s3:DeleteBucketPolicy", "s3:PutBucketVersioning",
-                   "s3:PutLifecycleConfiguration", "s3:PutBucketObjectLockConfiguration", "s3:GetObject"):
+    # Each of these fires BackupBucketTamperRule (test_destructive_paths.py).
+    for action in ("s3:PutLifecycleConfiguration", "s3:PutBucketObjectLockConfiguration",
+                   "s3:PutEncryptionConfiguration", "s3:PutObjectRetention", "s3:GetObject"):
         assert dep.on_backup(bg, action), action
-    # Object Lock keeps every version for its retention period, even from break-glass.
-    for action in ("s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutObject"):
+    # It cannot grant itself deletes through the policy, nor delete, nor bypass retention.
+    for action in ("s3:PutBucketPolicy", "s3:DeleteBucketPolicy", "s3:PutBucketVersioning", "s3:DeleteObject",
+                   "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutObject", "s3:DeleteBucket"):
         assert not dep.on_backup(bg, action), action
 
 
@@ -306,7 +346,9 @@ def test_source_buckets_not_listed_are_out_of_reach(dep):
 def test_source_stack_grants_nothing_on_the_backup_and_creates_no_identities(dep):
     for bucket, resources in dep.sources.items():
         assert not [r for r in resources.values() if r["Type"].startswith("AWS::IAM::")]
-        for stmt in statements(dep.source_policy(bucket)):
+        for stmt in infra.lifeboat_source_statements({
+                "SourceBucketName": bucket,
+                **{f"{r}Arn": dep.role_arn(r) for r in ("ReplicatorRole", "VerifierRole", "RestorerRole")}}):
             assert stmt["Effect"] == "Allow"
             for resource in as_list(stmt["Resource"]):
                 assert resource in (f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*")
@@ -335,14 +377,33 @@ def test_break_glass_needs_mfa(dep):
         "allow" if dep.source_account == dep.backup_account else "none")
 
 
-def test_only_break_glass_can_destroy_the_backup_key(dep):
+KEY_ADMIN_ACTIONS = ("kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:CreateGrant")
+
+
+@pytest.mark.parametrize("path", ["/lifeboat-key-admin/", "/security/kms-admins/"])
+def test_only_key_admins_can_destroy_or_rewrite_the_backup_key(path):
+    dep = resolve("two-accounts", KeyAdminRolePath=path)
     key_policy = dep.backup["BackupKey"]["Properties"]["KeyPolicy"]
     key = f"arn:aws:kms:{REGION}:{BACKUP_ACCOUNT}:key/00000000-0000-0000-0000-000000000000"
-    for action in ("kms:ScheduleKeyDeletion", "kms:DisableKey"):
-        admin = backup_admin(dep)
-        assert decide([key_policy], action, key, admin, {"aws:PrincipalArn": admin.arn}) == "deny"
-        bg = dep.role("BreakGlassRole")
-        assert decide([key_policy], action, key, bg, {"aws:PrincipalArn": bg.arn}) == "allow"
+    everyone = {
+        "key admin": Principal(arn=f"arn:aws:iam::{BACKUP_ACCOUNT}:role{path}alice", account=BACKUP_ACCOUNT),
+        "admin": backup_admin(dep),
+        "break-glass": dep.role("BreakGlassRole", mfa=True),
+        "root": Principal(arn=f"arn:aws:iam::{BACKUP_ACCOUNT}:root", account=BACKUP_ACCOUNT),
+        "other path": Principal(arn=f"arn:aws:iam::{BACKUP_ACCOUNT}:role/lifeboat-key-admins-not/bob", account=BACKUP_ACCOUNT),
+    }
+    for action in KEY_ADMIN_ACTIONS:
+        verdict = {name: decide([key_policy], action, key, who, {"aws:PrincipalArn": who.arn})
+                   for name, who in everyone.items()}
+        assert verdict == {"key admin": "allow", "admin": "deny", "break-glass": "deny", "root": "deny",
+                           "other path": "deny"}, (action, verdict)
+    # Using the key is untouched: the roles decrypt through IAM.
+    assert decide([key_policy], "kms:Decrypt", key, everyone["admin"], {"aws:PrincipalArn": everyone["admin"].arn}) == "allow"
+    assert dep.backup["BackupKey"]["Properties"]["BypassPolicyLockoutSafetyCheck"] is True
+
+
+def test_backup_bucket_is_encrypted_with_its_own_key(dep):
+    key = f"arn:aws:kms:{REGION}:{BACKUP_ACCOUNT}:key/00000000-0000-0000-0000-000000000000"
     assert dep.backup["BackupBucket"]["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
         "ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}
 
