@@ -78,6 +78,7 @@ class Deployment:
     backup_account: str
     source_account: str
     params: dict
+    resolver: infra.Resolver | None = None
 
     def role_arn(self, logical: str) -> str:
         return f"arn:aws:iam::{self.backup_account}:role/lifeboat-{logical}"
@@ -146,7 +147,7 @@ def resolve(variant: str, **extra: str) -> Deployment:
             },
         )
         sources[bucket] = source.resources()
-    return Deployment(resources, sources, BACKUP_ACCOUNT, source_account, params)
+    return Deployment(resources, sources, BACKUP_ACCOUNT, source_account, params, backup)
 
 
 def LAKE_POLICY(bucket: str) -> dict:
