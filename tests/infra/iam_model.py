@@ -94,8 +94,12 @@ def principal_matches(element, who: Principal) -> bool:
 
 def condition_holds(condition: dict | None, context: dict[str, str]) -> bool:
     for operator, tests in (condition or {}).items():
+        if_exists = operator.endswith("IfExists")
+        operator = operator.removesuffix("IfExists")
         for key, expected in tests.items():
             actual = context.get(key)
+            if if_exists and actual is None:
+                continue
             expected = [str(e) for e in as_list(expected)]
             if operator in ("ArnEquals", "StringEquals"):
                 ok = actual in expected
@@ -159,10 +163,13 @@ def is_allowed(
         "aws:SecureTransport": "true" if secure_transport else "false",
         "aws:MultiFactorAuthPresent": "true" if who.mfa else "false",
         "s3:ResourceAccount": resource_account,
+        "aws:PrincipalIsAWSService": "true" if who.service else "false",
     }
-    if is_root(who) and who.account == resource_account and action.lower() in BUCKET_POLICY_ACTIONS:
-        return True
     identity = decide(who.identity_policies, action, resource, None, context)
+    # The root's bucket-policy exception yields to an explicit deny on the identity side (an
+    # SCP reaches a member account's root), but not to the bucket policy itself.
+    if is_root(who) and who.account == resource_account and action.lower() in BUCKET_POLICY_ACTIONS:
+        return identity != "deny"
     resource_side = decide([resource_policy] if resource_policy else [], action, resource, who, context)
     if "deny" in (identity, resource_side):
         return False
