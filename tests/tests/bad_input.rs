@@ -68,7 +68,7 @@ async fn every_malformed_event_is_refused_clearly() {
             Err(message) => assert!(message.len() > 20, "{name}: unclear error {message:?}"),
             Ok(response) => {
                 // An SQS batch: its bad record fails alone.
-                assert_eq!(failed_ids(&response), ["m1"], "{name}: {response}");
+                assert_eq!(failed_ids(&response), ["m1"], "{name}: {response:?}");
             }
         }
     }

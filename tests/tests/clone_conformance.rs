@@ -5,7 +5,7 @@
 use futures::StreamExt;
 use lifeboat::history::TableHistory;
 use lifeboat::keys::S3Location;
-use lifeboat::restore::{RestoreRequest, Restorer};
+use lifeboat::restore::{RestoreRequest, RestoreResponse, Restorer};
 use lifeboat_tests::{shared_delta_tables, Lab};
 use serde_json::json;
 
@@ -38,7 +38,7 @@ async fn every_restorable_version_of_every_shared_table_clones_exactly() {
             .filter(|v| expected["versions"][v.to_string()]["all_present"] == true)
             .collect();
         // A few clones at a time: the local S3 server answers requests in parallel.
-        let results: Vec<(u64, String, Result<serde_json::Value, String>)> = futures::stream::iter(versions)
+        let results: Vec<(u64, String, Result<RestoreResponse, String>)> = futures::stream::iter(versions)
             .map(|version| {
                 let (restorer, table) = (&restorer, &table);
                 async move {
@@ -55,10 +55,12 @@ async fn every_restorable_version_of_every_shared_table_clones_exactly() {
         let mut pairs = Vec::new();
         for (version, target, result) in results {
             match result {
-                Ok(response) if response["result"]["complete"] == true => {
+                Ok(response) if response.result.as_ref().is_some_and(|r| r.complete) => {
                     pairs.push(json!([version, target]))
                 }
-                Ok(response) => problems.push(format!("{name} v{version}: incomplete {response}")),
+                Ok(response) => {
+                    problems.push(format!("{name} v{version}: incomplete {response:?}"))
+                }
                 Err(err) => problems.push(format!("{name} v{version}: {err}")),
             }
         }

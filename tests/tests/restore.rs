@@ -51,20 +51,21 @@ async fn rollback_after_an_erroneous_overwrite() {
         )
         .await
         .unwrap();
-    assert_eq!(dry["dry_run"], true);
-    assert_eq!(dry["plan"]["restore_point"]["version"], 2);
-    assert_eq!(dry["plan"]["commit"]["version"], 4);
+    assert!(dry.dry_run);
+    assert_eq!(dry.plan.restore_point.version, 2);
+    assert_eq!(dry.plan.commit.as_ref().unwrap().version, 4);
     assert_eq!(
-        dry["plan"]["commit"]["files_to_remove"], 5,
-        "the bad job's five files: {dry}"
+        dry.plan.commit.as_ref().unwrap().files_to_remove,
+        5,
+        "the bad job's five files: {dry:?}"
     );
     assert!(
-        dry["plan"]["commit"]["files_to_add"].as_u64().unwrap() >= 3,
-        "{dry}"
+        dry.plan.commit.as_ref().unwrap().files_to_add >= 3,
+        "{dry:?}"
     );
     assert_eq!(
-        dry["plan"]["objects_to_copy"], 0,
-        "overwrite does not delete files: {dry}"
+        dry.plan.objects_to_copy, 0,
+        "overwrite does not delete files: {dry:?}"
     );
     assert_eq!(
         lab.aws.list_keys(Lab::SRC, "t/orders/").await.unwrap(),
@@ -80,7 +81,11 @@ async fn rollback_after_an_erroneous_overwrite() {
         )
         .await
         .unwrap();
-    assert_eq!(done["result"]["commit_written"], 4, "{done}");
+    assert_eq!(
+        done.result.as_ref().unwrap().commit_written,
+        Some(4),
+        "{done:?}"
+    );
     assert_eq!(same(&lab, &table, "2", &table, "latest")["equal"], true);
     let history = lab.aws.delta(&["history", &table]).unwrap();
     assert_eq!(history["version"], 4);
@@ -110,9 +115,9 @@ async fn rollback_recreates_a_dropped_table_with_its_history() {
         )
         .await
         .unwrap();
-    assert_eq!(dry["plan"]["recreate"], true);
-    assert_eq!(dry["plan"]["restore_point"]["version"], 2);
-    assert!(dry["plan"]["commit"].is_null());
+    assert!(dry.plan.recreate);
+    assert_eq!(dry.plan.restore_point.version, 2);
+    assert!(dry.plan.commit.is_none());
     let done = r
         .run(
             &request(json!({"table": table, "mode": "rollback", "dry_run": false})),
@@ -121,7 +126,7 @@ async fn rollback_recreates_a_dropped_table_with_its_history() {
         )
         .await
         .unwrap();
-    assert_eq!(done["result"]["complete"], true);
+    assert!(done.result.as_ref().unwrap().complete);
     for v in ["0", "1", "2"] {
         assert_eq!(
             same(&lab, &original, v, &table, v)["equal"],
@@ -158,8 +163,8 @@ async fn repair_after_vacuum_brings_time_travel_back() {
         )
         .await
         .unwrap();
-    assert!(done["result"]["copied"].as_u64().unwrap() >= 3, "{done}");
-    assert!(done["plan"]["commit"].is_null());
+    assert!(done.result.as_ref().unwrap().copied >= 3, "{done:?}");
+    assert!(done.plan.commit.is_none());
     for v in ["0", "1", "2", "3"] {
         assert_eq!(
             same(&lab, &Lab::backup_table("t/vacuumed"), v, &table, v)["equal"],
@@ -195,8 +200,8 @@ async fn repair_of_a_commit_overwritten_with_garbage() {
         .await
         .unwrap();
     assert_eq!(
-        dry["plan"]["objects_to_copy"], 1,
-        "only the damaged commit: {dry}"
+        dry.plan.objects_to_copy, 1,
+        "only the damaged commit: {dry:?}"
     );
     r.run(
         &request(json!({"table": table, "mode": "repair", "dry_run": false})),
@@ -229,7 +234,7 @@ async fn clone_at_three_versions() {
             .run(&request(json!({"table": table, "mode": "clone", "version": v, "target": target, "dry_run": false})), None, |_, _| {})
             .await
             .unwrap();
-        assert_eq!(done["result"]["complete"], true);
+        assert!(done.result.as_ref().unwrap().complete);
         assert_eq!(
             same(&lab, &table, &v.to_string(), &target, "latest")["equal"],
             true,
@@ -273,17 +278,13 @@ async fn an_interrupted_clone_finishes_on_rerun_and_copies_nothing_twice() {
     assert!(!expired.complete && expired.copied == 0 && expired.remaining_objects == total);
     // The same payload again: the clone's own objects are skipped, the rest copied.
     let rerun = r.run(&request(payload), None, |_, _| {}).await.unwrap();
+    assert_eq!(rerun.plan.already_present, first.copied, "{rerun:?}");
     assert_eq!(
-        rerun["plan"]["already_present"].as_u64().unwrap(),
-        first.copied,
-        "{rerun}"
-    );
-    assert_eq!(
-        rerun["result"]["copied"].as_u64().unwrap(),
+        rerun.result.as_ref().unwrap().copied,
         total - first.copied,
         "copies nothing twice"
     );
-    assert_eq!(rerun["result"]["complete"], true);
+    assert!(rerun.result.as_ref().unwrap().complete);
     assert_eq!(same(&lab, &table, "2", &target, "latest")["equal"], true);
 }
 
@@ -305,15 +306,8 @@ async fn a_rerun_of_a_rollback_skips_what_is_in_place() {
     let copied_first = r.execute(&partial, None, |_, _| {}).await.unwrap().copied;
     assert!(copied_first > 0 && copied_first < total);
     let second = r.run(&request(payload), None, |_, _| {}).await.unwrap();
-    assert_eq!(
-        second["plan"]["already_present"].as_u64().unwrap(),
-        copied_first,
-        "{second}"
-    );
-    assert_eq!(
-        second["result"]["copied"].as_u64().unwrap(),
-        total - copied_first
-    );
+    assert_eq!(second.plan.already_present, copied_first, "{second:?}");
+    assert_eq!(second.result.as_ref().unwrap().copied, total - copied_first);
     assert_eq!(
         same(&lab, &Lab::backup_table("t/rerun"), "2", &table, "latest")["equal"],
         true
@@ -364,7 +358,7 @@ async fn a_concurrent_commit_makes_the_rollback_fail_cleanly() {
         )
         .await
         .unwrap();
-    assert_eq!(done["result"]["commit_written"], 5);
+    assert_eq!(done.result.as_ref().unwrap().commit_written, Some(5));
     assert_eq!(same(&lab, &table, "1", &table, "latest")["equal"], true);
 }
 

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use lifeboat::restore::{Mode, RestoreRequest, Restorer};
-use serde_json::Value;
+use lifeboat::ranges::ranges_text;
+use lifeboat::restore::{Mode, NextStep, RestoreRequest, RestoreResponse, Restorer};
 
 #[derive(clap::Args)]
 pub struct RestoreArgs {
@@ -78,90 +78,83 @@ pub async fn run(args: RestoreArgs) -> Result<ExitCode> {
 }
 
 /// The response as a person reads it.
-pub fn describe(response: &Value) -> String {
-    let plan = &response["plan"];
+pub fn describe(response: &RestoreResponse) -> String {
+    let plan = &response.plan;
     let mut out = String::new();
-    let dry = response["dry_run"].as_bool().unwrap_or(true);
+    let mode = mode_name(plan.mode);
     out += &format!(
-        "Restore {} by {}{}\n",
-        plan["table"].as_str().unwrap_or("?"),
-        plan["mode"].as_str().unwrap_or("?"),
-        if dry { " (dry run)" } else { "" }
+        "Restore {} by {mode}{}\n",
+        plan.table,
+        if response.dry_run { " (dry run)" } else { "" }
     );
-    if plan["mode"] == "clone" {
-        out += &format!(
-            "  into:              {}\n",
-            plan["target"].as_str().unwrap_or("?")
-        );
+    if plan.mode == Mode::Clone {
+        out += &format!("  into:              {}\n", plan.target);
     }
     out += &format!(
         "  restore point:     version {} committed {}\n",
-        plan["restore_point"]["version"],
-        plan["restore_point"]["commit_time"]
-            .as_str()
+        plan.restore_point.version,
+        plan.restore_point
+            .commit_time
+            .as_deref()
             .unwrap_or("(time unknown)")
     );
-    let ranges: Vec<String> = plan["restorable_versions"]
-        .as_array()
-        .map(|r| {
-            r.iter()
-                .map(|p| {
-                    if p[0] == p[1] {
-                        p[0].to_string()
-                    } else {
-                        format!("{}..{}", p[0], p[1])
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out += &format!("  restorable:        {}\n", ranges.join(", "));
+    out += &format!(
+        "  restorable:        {}\n",
+        ranges_text(&plan.restorable_versions)
+    );
     out += &format!(
         "  copy from backup:  {} objects, {} bytes ({} already in place)\n",
-        plan["objects_to_copy"], plan["bytes_to_copy"], plan["already_present"]
+        plan.objects_to_copy, plan.bytes_to_copy, plan.already_present
     );
-    if let Some(commit) = plan["commit"].as_object() {
+    if let Some(commit) = &plan.commit {
         out += &format!(
             "  new commit:        version {} (RESTORE: adds {} files, removes {} files{})\n",
-            commit["version"],
-            commit["files_to_add"],
-            commit["files_to_remove"],
-            if commit["metadata_restored"] == true {
+            commit.version,
+            commit.files_to_add,
+            commit.files_to_remove,
+            if commit.metadata_restored {
                 ", restores the schema and properties"
             } else {
                 ""
             }
         );
-    } else if plan["mode"] != "clone" {
+    } else if plan.mode != Mode::Clone {
         out += "  new commit:        none\n";
     }
-    for note in plan["notes"].as_array().into_iter().flatten() {
-        out += &format!(
-            "  note:              {}\n",
-            note.as_str().unwrap_or_default()
-        );
+    for note in &plan.notes {
+        out += &format!("  note:              {note}\n");
     }
-    if let Some(result) = response["result"].as_object() {
+    if let Some(result) = &response.result {
         out += &format!(
             "Done: copied {} objects ({} bytes), skipped {} already in place{} in {:.1} s\n",
-            result["copied"],
-            result["bytes_copied"],
-            result["skipped"],
-            result["commit_written"]
-                .as_u64()
+            result.copied,
+            result.bytes_copied,
+            result.skipped,
+            result
+                .commit_written
                 .map(|v| format!(", wrote commit {v}"))
                 .unwrap_or_default(),
-            result["seconds"].as_f64().unwrap_or(0.0)
+            result.seconds
         );
     }
-    if let Some(next) = response["next"].as_str() {
-        out += &format!(
-            "{}\n",
-            next.replace(
-                "Send the same payload with \"dry_run\": false",
-                "Run again with --execute"
+    match response.next {
+        Some(NextStep::RunForReal) => {
+            out += "This was a dry run: nothing was written. Run again with --execute to restore\n"
+        }
+        Some(NextStep::Continue { remaining_objects }) => {
+            out += &format!(
+                "{remaining_objects} object(s) remain: run the same command again to continue; objects already copied are skipped\n"
             )
-        );
+        }
+        None => {}
     }
     out
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Rollback => "rollback",
+        Mode::Clone => "clone",
+        Mode::Repair => "repair",
+    }
 }

@@ -34,7 +34,9 @@ pub async fn backfill<S: Store>(
     let config = replicator.config();
     let store = replicator.store();
     let source = list_all(store, &location.bucket, &location.dir_prefix()).await?;
-    let backup_prefix = config.backup_key(&location.bucket, &location.dir_prefix());
+    let backup_prefix = config
+        .layout()
+        .key(&location.bucket, &location.dir_prefix());
     let backup: HashMap<String, u64> = list_all(store, &config.backup_bucket, &backup_prefix)
         .await?
         .into_iter()
@@ -51,7 +53,7 @@ pub async fn backfill<S: Store>(
         .into_iter()
         .filter_map(|o| {
             let listed = backup
-                .get(&config.backup_key(&location.bucket, &o.key))
+                .get(&config.layout().key(&location.bucket, &o.key))
                 .copied();
             if listed == Some(o.size) {
                 summary.already_backed_up += 1;

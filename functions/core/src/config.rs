@@ -6,6 +6,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::error::{Error, Result};
 use crate::keys::S3Location;
+use crate::layout::Layout;
 
 const GIB: u64 = 1024 * 1024 * 1024;
 const MIB: u64 = 1024 * 1024;
@@ -17,8 +18,8 @@ pub const MIN_PART_BYTES: u64 = 5 * MIB;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub backup_bucket: String,
-    /// Prefix in the backup bucket; `{bucket}` stands for the source bucket's name.
-    pub backup_prefix: String,
+    /// Where things live in the backup bucket (`LIFEBOAT_BACKUP_PREFIX`).
+    layout: Layout,
     pub source_buckets: Vec<String>,
     pub include_prefixes: Vec<String>,
     pub exclude_patterns: Vec<String>,
@@ -56,13 +57,10 @@ impl Config {
                 "required: the name of the backup bucket",
             )
         })?;
-        let backup_prefix = get("LIFEBOAT_BACKUP_PREFIX").unwrap_or_else(|| "{bucket}/".into());
-        if backup_prefix.starts_with('/') {
-            return Err(Error::config(
-                "LIFEBOAT_BACKUP_PREFIX",
-                format!("{backup_prefix:?} must not start with '/'"),
-            ));
-        }
+        let layout = Layout::new(
+            backup_bucket.clone(),
+            get("LIFEBOAT_BACKUP_PREFIX").unwrap_or_else(|| "{bucket}/".into()),
+        )?;
         let source_buckets = list(get("LIFEBOAT_SOURCE_BUCKETS"));
         if source_buckets.is_empty() {
             return Err(Error::config(
@@ -164,7 +162,7 @@ impl Config {
         };
         let config = Config {
             backup_bucket,
-            backup_prefix,
+            layout,
             source_buckets,
             include_prefixes,
             exclude_patterns,
@@ -181,32 +179,9 @@ impl Config {
         Ok(config)
     }
 
-    /// The prefix in the backup bucket under which `source_bucket`'s objects are kept, with a
-    /// trailing slash unless empty.
-    pub fn backup_prefix_for(&self, source_bucket: &str) -> String {
-        let prefix = self.backup_prefix.replace("{bucket}", source_bucket);
-        let prefix = prefix.trim_start_matches('/');
-        if prefix.is_empty() || prefix.ends_with('/') {
-            prefix.to_string()
-        } else {
-            format!("{prefix}/")
-        }
-    }
-
-    /// Where `s3://source_bucket/key` is kept in the backup bucket.
-    pub fn backup_key(&self, source_bucket: &str, key: &str) -> String {
-        format!("{}{}", self.backup_prefix_for(source_bucket), key)
-    }
-
-    /// The backup location of a source table.
-    pub fn backup_location(&self, table: &S3Location) -> S3Location {
-        S3Location {
-            bucket: self.backup_bucket.clone(),
-            prefix: self
-                .backup_key(&table.bucket, &table.prefix)
-                .trim_matches('/')
-                .to_string(),
-        }
+    /// Where things live in the backup bucket.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     pub fn is_source_bucket(&self, bucket: &str) -> bool {
@@ -274,7 +249,7 @@ mod tests {
     fn defaults() {
         let c = config(&BASE).unwrap();
         assert_eq!(c.source_buckets, vec!["src-a", "src-b"]);
-        assert_eq!(c.backup_key("src-a", "t/x.parquet"), "src-a/t/x.parquet");
+        assert_eq!(c.layout().key("src-a", "t/x.parquet"), "src-a/t/x.parquet");
         assert_eq!(c.multipart_threshold_bytes, 5 * GIB);
         assert_eq!(c.part_size_bytes, 256 * MIB);
         assert_eq!(c.copy_concurrency, 64);
@@ -289,7 +264,7 @@ mod tests {
         vars.push(("LIFEBOAT_EXCLUDE_PATTERNS", "**/_temporary/**,*.tmp"));
         let c = config(&vars).unwrap();
         assert_eq!(
-            c.backup_key("src-b", "tables/t/0.json"),
+            c.layout().key("src-b", "tables/t/0.json"),
             "mirror/src-b/tables/t/0.json"
         );
         assert!(c.selects("tables/t/part-0.parquet"));

@@ -67,16 +67,13 @@ pub async fn copy_object_pinned<S: Store>(
                     request.key,
                     &upload_id,
                     parts,
-                    request.options.if_absent,
+                    &request.options,
                 )
                 .await?;
-            match completed {
-                Some(etag) => Ok(CopyResult::Copied { etag }),
-                None => {
-                    abort_quietly(store, request, &upload_id).await;
-                    Ok(CopyResult::SourceChanged)
-                }
+            if !matches!(completed, CopyResult::Copied { .. }) {
+                abort_quietly(store, request, &upload_id).await;
             }
+            Ok(completed)
         }
         Ok(Err(outcome)) => {
             abort_quietly(store, request, &upload_id).await;

@@ -15,7 +15,8 @@ use crate::delta::{
 };
 use crate::error::{Error, Result};
 use crate::keys::S3Location;
-use crate::replicate::meta;
+use crate::layout::meta;
+use crate::ranges::{push_range, VersionRange};
 use crate::store::Store;
 
 const LOG_READ_CONCURRENCY: usize = 32;
@@ -193,7 +194,7 @@ impl TableHistory {
                     let reader = match &kernel {
                         Some(k) => k.clone(),
                         None => {
-                            let k = std::sync::Arc::new(KernelReader::for_bucket(&table.bucket)?);
+                            let k = std::sync::Arc::new(store.delta_reader(&table.bucket)?);
                             kernel = Some(k.clone());
                             k
                         }
@@ -336,13 +337,10 @@ impl TableHistory {
     }
 
     /// Inclusive ranges of versions that are, or are not, restorable.
-    pub fn ranges(&self, restorable: bool) -> Vec<(u64, u64)> {
-        let mut ranges: Vec<(u64, u64)> = Vec::new();
+    pub fn ranges(&self, restorable: bool) -> Vec<VersionRange> {
+        let mut ranges = Vec::new();
         for s in self.versions.iter().filter(|s| s.restorable == restorable) {
-            match ranges.last_mut() {
-                Some((_, last)) if *last + 1 == s.version => *last = s.version,
-                _ => ranges.push((s.version, s.version)),
-            }
+            push_range(&mut ranges, s.version, s.version);
         }
         ranges
     }

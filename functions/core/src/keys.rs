@@ -49,7 +49,7 @@ pub fn decode_metadata_value(value: &str) -> String {
 }
 
 /// A location `s3://bucket/prefix`, the prefix without leading or trailing slash.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct S3Location {
     pub bucket: String,
     pub prefix: String,

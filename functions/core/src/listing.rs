@@ -182,7 +182,10 @@ impl TableListing {
     }
 
     /// From objects already listed under `prefix` (keys outside it are ignored).
-    fn from_objects(prefix: &str, objects: impl IntoIterator<Item = ObjectInfo>) -> Result<Self> {
+    pub fn from_objects(
+        prefix: &str,
+        objects: impl IntoIterator<Item = ObjectInfo>,
+    ) -> Result<Self> {
         let mut listing = TableListing {
             prefix: prefix.to_string(),
             ..Default::default()

@@ -26,6 +26,7 @@ use crate::store::{
 pub struct Clients {
     pub s3: Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub settings: ClientSettings,
 }
 
 /// Attempts per request (the first plus retries) unless `AWS_MAX_ATTEMPTS` says otherwise.
@@ -33,27 +34,68 @@ pub struct Clients {
 /// and jitter; what still fails after that fails the record, and SQS retries it later.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 
+/// How the clients reach AWS, read once from the SDK's usual variables, so that the SDK
+/// clients and the Delta reader ([`crate::delta::KernelReader`]) go to the same place with the
+/// same retry budget.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL` (a local server); `None` on AWS.
+    pub endpoint: Option<String>,
+    /// `AWS_REGION`, else `AWS_DEFAULT_REGION`.
+    pub region: Option<String>,
+    /// `AWS_MAX_ATTEMPTS`, else [`DEFAULT_MAX_ATTEMPTS`].
+    pub max_attempts: u32,
+}
+
+impl ClientSettings {
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        ClientSettings {
+            endpoint: get("AWS_ENDPOINT_URL_S3").or_else(|| get("AWS_ENDPOINT_URL")),
+            region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
+            max_attempts: get("AWS_MAX_ATTEMPTS")
+                .and_then(|v| v.trim().parse().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(DEFAULT_MAX_ATTEMPTS),
+        }
+    }
+}
+
 impl Clients {
     pub async fn from_env() -> Self {
-        let mut loader = aws_config::from_env();
-        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
-            loader = loader.retry_config(
+        Self::new(&ClientSettings::from_env()).await
+    }
+
+    pub async fn new(settings: &ClientSettings) -> Self {
+        let shared = aws_config::from_env()
+            .retry_config(
                 aws_config::retry::RetryConfig::standard()
-                    .with_max_attempts(DEFAULT_MAX_ATTEMPTS)
+                    .with_max_attempts(settings.max_attempts)
                     .with_initial_backoff(std::time::Duration::from_millis(50))
                     .with_max_backoff(std::time::Duration::from_secs(5)),
-            );
-        }
-        let shared = loader.load().await;
-        let custom_endpoint = std::env::var_os("AWS_ENDPOINT_URL").is_some()
-            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+            )
+            .load()
+            .await;
         let s3_config = aws_sdk_s3::config::Builder::from(&shared)
             // Local S3 servers (moto, rclone) are addressed by path, not by virtual host.
-            .force_path_style(custom_endpoint)
+            .force_path_style(settings.endpoint.is_some())
             .build();
         Clients {
             s3: Client::from_conf(s3_config),
             sqs: aws_sdk_sqs::Client::new(&shared),
+            settings: settings.clone(),
+        }
+    }
+
+    /// The [`Store`] over these clients.
+    pub fn store(&self) -> S3Store {
+        S3Store {
+            client: self.s3.clone(),
+            settings: self.settings.clone(),
         }
     }
 }
@@ -62,11 +104,17 @@ impl Clients {
 #[derive(Clone, Debug)]
 pub struct S3Store {
     client: Client,
+    settings: ClientSettings,
 }
 
 impl S3Store {
+    /// A store over `client`, which was built from the process environment (the Delta reader
+    /// reads the same environment).
     pub fn new(client: Client) -> Self {
-        S3Store { client }
+        S3Store {
+            client,
+            settings: ClientSettings::from_env(),
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -117,6 +165,7 @@ where
         key: key.to_string(),
         message,
         retryable,
+        source: Some(Box::new(err)),
     }
 }
 
@@ -184,6 +233,7 @@ impl Store for S3Store {
                     key: key.to_string(),
                     message: format!("reading the body: {e}"),
                     retryable: true,
+                    source: Some(Box::new(e)),
                 })?;
                 Ok(Some(body.into_bytes()))
             }
@@ -197,9 +247,9 @@ impl Store for S3Store {
         bucket: &str,
         key: &str,
         body: Bytes,
-        if_absent: bool,
         options: &WriteOptions,
     ) -> Result<PutResult> {
+        let if_absent = options.if_absent;
         // A Content-MD5 lets the put through buckets with Object Lock default retention.
         let md5 = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&body));
         let mut request = self
@@ -230,7 +280,7 @@ impl Store for S3Store {
             Err(err)
                 if if_absent && (is_precondition_failed(&err) || status_of(&err) == Some(409)) =>
             {
-                Ok(PutResult::AlreadyExists)
+                Ok(PutResult::PreconditionFailed)
             }
             Err(err) => Err(s3_error("PutObject", bucket, key, err)),
         }
@@ -343,7 +393,7 @@ impl Store for S3Store {
                         .unwrap_or_default(),
                 ),
             }),
-            Err(err) if is_precondition_failed(&err) => Ok(CopyResult::SourceChanged),
+            Err(err) if is_precondition_failed(&err) => Ok(CopyResult::PreconditionFailed),
             Err(err) if is_not_found(&err) => Ok(CopyResult::SourceGone),
             Err(err) => Err(s3_error("CopyObject", bucket, key, err)),
         }
@@ -383,6 +433,7 @@ impl Store for S3Store {
                 key: key.to_string(),
                 message: "the response has no upload id".into(),
                 retryable: true,
+                source: None,
             })
     }
 
@@ -420,7 +471,7 @@ impl Store for S3Store {
                     .and_then(|r| r.e_tag())
                     .unwrap_or_default(),
             ))),
-            Err(err) if is_precondition_failed(&err) => Ok(Err(CopyResult::SourceChanged)),
+            Err(err) if is_precondition_failed(&err) => Ok(Err(CopyResult::PreconditionFailed)),
             Err(err) if is_not_found(&err) && err.code() != Some("NoSuchUpload") => {
                 Ok(Err(CopyResult::SourceGone))
             }
@@ -434,8 +485,9 @@ impl Store for S3Store {
         key: &str,
         upload_id: &str,
         parts: Vec<(i32, String)>,
-        if_absent: bool,
-    ) -> Result<Option<String>> {
+        options: &WriteOptions,
+    ) -> Result<CopyResult> {
+        let if_absent = options.if_absent;
         let parts = parts
             .into_iter()
             .map(|(n, etag)| {
@@ -460,10 +512,18 @@ impl Store for S3Store {
             .send()
             .await;
         match out {
-            Ok(out) => Ok(Some(bare_etag(out.e_tag().unwrap_or_default()))),
-            Err(err) if if_absent && is_precondition_failed(&err) => Ok(None),
+            Ok(out) => Ok(CopyResult::Copied {
+                etag: bare_etag(out.e_tag().unwrap_or_default()),
+            }),
+            Err(err) if if_absent && is_precondition_failed(&err) => {
+                Ok(CopyResult::PreconditionFailed)
+            }
             Err(err) => Err(s3_error("CompleteMultipartUpload", bucket, key, err)),
         }
+    }
+
+    fn delta_reader(&self, bucket: &str) -> Result<crate::delta::KernelReader> {
+        crate::delta::KernelReader::new(bucket, &self.settings)
     }
 
     async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {

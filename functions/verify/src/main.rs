@@ -6,23 +6,18 @@
 // dependency graph take the layout computation past the default limit of 128.
 #![recursion_limit = "256"]
 
-use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use lifeboat::verify::Verifier;
+use lifeboat_lambda::diagnostic;
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lifeboat::telemetry::init_lambda_logging();
+    lifeboat_lambda::init();
     let verifier = Verifier::from_env().await?;
     let verifier = &verifier;
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        verifier
-            .handle(&event.payload)
-            .await
-            .map_err(|e| Diagnostic {
-                error_type: e.kind().to_string(),
-                error_message: e.to_string(),
-            })
+        verifier.handle(&event.payload).await.map_err(diagnostic)
     }))
     .await
 }

@@ -1,6 +1,10 @@
 //! The small storage trait the logic talks to, and the types it exchanges.
 //!
-//! The production adapter is [`crate::s3::S3Store`] over `aws-sdk-s3`.
+//! The production adapter is [`crate::s3::S3Store`] over `aws-sdk-s3`; [`memory::MemoryStore`]
+//! keeps objects in memory, with S3's versioning and conditional writes, for tests that need
+//! no server.
+
+pub mod memory;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -58,7 +62,7 @@ pub struct SourcePin {
     pub if_match_etag: Option<String>,
 }
 
-/// The result of a pinned copy.
+/// The result of a pinned copy (or of completing a multipart copy).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CopyResult {
     Copied {
@@ -66,19 +70,20 @@ pub enum CopyResult {
     },
     /// The source (or the pinned version) no longer exists.
     SourceGone,
-    /// A precondition failed: the source is no longer what was pinned, or (with
-    /// `if_absent`) the destination already exists. The caller tells which.
-    SourceChanged,
+    /// S3 answered 412 Precondition Failed: the source is no longer what was pinned
+    /// (`CopySourceIfMatch`), or, with `if_absent`, the destination already exists
+    /// (`If-None-Match: *`). S3 does not say which; the caller looks.
+    PreconditionFailed,
 }
 
-/// The result of a conditional put.
+/// The result of a put.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutResult {
     Written {
         etag: String,
     },
-    /// `if_absent` was set and the key already existed.
-    AlreadyExists,
+    /// S3 answered 412 Precondition Failed to a put with `if_absent`: the key exists.
+    PreconditionFailed,
 }
 
 /// The S3 operations Lifeboat needs, and nothing else (in particular, no delete).
@@ -97,13 +102,13 @@ pub trait Store: Send + Sync {
         version_id: Option<&str>,
     ) -> impl Future<Output = Result<Option<Bytes>>> + Send;
 
-    /// Writes `body`; with `if_absent`, only when the key does not exist yet (put-if-absent).
+    /// Writes `body`; with `options.if_absent`, only when the key does not exist yet
+    /// (put-if-absent).
     fn put(
         &self,
         bucket: &str,
         key: &str,
         body: Bytes,
-        if_absent: bool,
         options: &WriteOptions,
     ) -> impl Future<Output = Result<PutResult>> + Send;
 
@@ -178,16 +183,25 @@ pub trait Store: Send + Sync {
         last: u64,
     ) -> impl Future<Output = Result<std::result::Result<String, CopyResult>>> + Send;
 
-    /// Completes an upload; with `if_absent`, only when the key does not exist yet (`None`
-    /// when it does).
+    /// Completes an upload; with `options.if_absent`, only when the key does not exist yet
+    /// ([`CopyResult::PreconditionFailed`] when it does).
     fn complete_multipart(
         &self,
         bucket: &str,
         key: &str,
         upload_id: &str,
         parts: Vec<(i32, String)>,
-        if_absent: bool,
-    ) -> impl Future<Output = Result<Option<String>>> + Send;
+        options: &WriteOptions,
+    ) -> impl Future<Output = Result<CopyResult>> + Send;
+
+    /// A Delta snapshot reader over `bucket`, configured as this store's client is (endpoint,
+    /// region, retries). Stores without one say so.
+    fn delta_reader(&self, bucket: &str) -> Result<crate::delta::KernelReader> {
+        Err(crate::Error::delta(
+            format!("s3://{bucket}"),
+            "this store has no Delta reader (an in-memory store); read snapshots over S3",
+        ))
+    }
 
     /// Abandons an upload that was not completed (frees its parts; deletes no object).
     fn abort_multipart(

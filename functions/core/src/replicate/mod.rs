@@ -1,37 +1,54 @@
 //! The replicator: one object event in, one server-side copy into the backup bucket out.
+//!
+//! [`placement`] decides where the content goes (pure); this module only looks at the backup,
+//! copies, and reports.
 
 use std::collections::HashMap;
 
+use aws_lambda_events::event::sqs::SqsBatchResponse;
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
-use serde::Serialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::config::Config;
 use crate::copy::{copy_object_pinned, CopyRequest, CopySettings};
 use crate::error::{Error, Result};
 use crate::events::{parse_invocation, Invocation, ObjectEvent, ObjectRef};
 use crate::keys::{encode_metadata_value, is_immutable_log_key};
+use crate::layout::meta;
 use crate::metrics::Emf;
 use crate::store::{CopyResult, SourcePin, Store, WriteOptions};
 
-/// User-metadata names on every backup object (S3 adds the `x-amz-meta-` prefix).
-pub mod meta {
-    pub const SOURCE_BUCKET: &str = "lifeboat-source-bucket";
-    /// Percent-encoded, since metadata must be ASCII.
-    pub const SOURCE_KEY: &str = "lifeboat-source-key";
-    pub const SOURCE_VERSION_ID: &str = "lifeboat-source-version-id";
-    pub const SOURCE_ETAG: &str = "lifeboat-source-etag";
-    pub const SOURCE_SIZE: &str = "lifeboat-source-size";
-    /// RFC 3339; Delta's timestamp time travel falls back on it.
-    pub const SOURCE_LAST_MODIFIED: &str = "lifeboat-source-last-modified";
+pub mod placement;
+
+use placement::{conflict_tag, look_again, place, place_aside, Placement};
+
+/// What the replicator answers: to SQS, the partial batch failure response (only the failed
+/// messages are retried); to a direct or EventBridge invocation, what happened to each event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReplicateResponse {
+    Batch(SqsBatchResponse),
+    Events { outcomes: Vec<Outcome> },
 }
 
-/// Where conflicting content for an immutable log key is kept (never over the original).
-pub const CONFLICTS_PREFIX: &str = "_lifeboat/conflicts/";
+impl ReplicateResponse {
+    /// The message ids SQS will deliver again (none outside a batch).
+    pub fn failed_message_ids(&self) -> Vec<&str> {
+        match self {
+            ReplicateResponse::Batch(batch) => batch
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.as_str())
+                .collect(),
+            ReplicateResponse::Events { .. } => Vec::new(),
+        }
+    }
+}
 
 /// What happened to one event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     Copied {
@@ -96,7 +113,7 @@ impl<S: Store> Replicator<S> {
 
     /// Handles a Lambda invocation and returns its response: for SQS, the partial batch
     /// failure response; otherwise a summary, or an error so that Lambda retries the event.
-    pub async fn handle(&self, input: &Value) -> Result<Value> {
+    pub async fn handle(&self, input: &Value) -> Result<ReplicateResponse> {
         let mut emf = Emf::new(&[("Function", "replicate")]);
         let response = match parse_invocation(input) {
             Err(err) => {
@@ -116,7 +133,7 @@ impl<S: Store> Replicator<S> {
                     .buffer_unordered(self.settings.concurrency)
                     .collect()
                     .await;
-                let mut failures = Vec::new();
+                let mut batch = SqsBatchResponse::default();
                 for (message_id, result) in results {
                     match result {
                         Ok(outcomes) => outcomes.iter().for_each(|o| tally(&mut emf, o)),
@@ -124,16 +141,16 @@ impl<S: Store> Replicator<S> {
                             emf.add("Errors", 1.0, "Count");
                             tracing::error!(message_id = %message_id, error = %err, retryable = err.is_retryable(),
                                 "record failed; SQS will retry it and then move it to the dead-letter queue");
-                            failures.push(json!({"itemIdentifier": message_id}));
+                            batch.add_failure(message_id);
                         }
                     }
                 }
-                json!({"batchItemFailures": failures})
+                ReplicateResponse::Batch(batch)
             }
             Ok(Invocation::Direct(events)) => match self.handle_events(&events).await {
                 Ok(outcomes) => {
                     outcomes.iter().for_each(|o| tally(&mut emf, o));
-                    json!({"outcomes": outcomes})
+                    ReplicateResponse::Events { outcomes }
                 }
                 Err(err) => {
                     emf.add("Errors", 1.0, "Count");
@@ -208,7 +225,8 @@ impl<S: Store> Replicator<S> {
             return Ok(Outcome::Excluded);
         }
         let backup_bucket = &self.config.backup_bucket;
-        let backup_key = self.config.backup_key(&object.bucket, &object.key);
+        let layout = self.config.layout();
+        let backup_key = layout.key(&object.bucket, &object.key);
 
         // Without an ETag or a size in the event, ask the source what we are about to copy.
         let mut object = object.clone();
@@ -232,6 +250,7 @@ impl<S: Store> Replicator<S> {
         // each other instead of racing (across processes, `If-None-Match` does the same).
         let _guard = self.lock_key(&backup_key).await;
         let size = object.size.unwrap_or(0);
+        let write_once = is_immutable_log_key(&object.key);
         // Twice at most: a copy that finds the key taken meanwhile (a concurrent duplicate, or
         // a retry whose first answer was lost) looks again at what is there.
         for attempt in 0..2 {
@@ -243,33 +262,27 @@ impl<S: Store> Replicator<S> {
             } else {
                 self.store.head(backup_bucket, &backup_key, None).await?
             };
-            let mut destination = backup_key.clone();
-            let mut conflict_with = None;
-            let mut if_absent = existing.is_none();
-            if let Some(existing) = existing {
-                if same_content(&existing.metadata, existing.size, &object) {
+            let (destination, if_absent, conflict_with) = match place(
+                existing.as_ref(),
+                &object,
+                write_once,
+            ) {
+                Placement::AlreadyThere => {
                     tracing::debug!(bucket = %object.bucket, key = %object.key, "already in the backup");
                     return Ok(Outcome::Duplicate);
                 }
-                if is_immutable_log_key(&object.key) {
-                    destination = format!(
-                        "{CONFLICTS_PREFIX}{}{}",
-                        self.config.backup_prefix_for(&object.bucket),
-                        conflict_suffix(&object)
-                    );
-                    match self.store.head(backup_bucket, &destination, None).await? {
-                        Some(kept) if same_content(&kept.metadata, kept.size, &object) => {
-                            return Ok(self.report_conflict(
-                                &object,
-                                &existing.metadata,
-                                destination,
-                            ));
-                        }
-                        kept => if_absent = kept.is_none(),
+                Placement::Copy { if_absent } => (backup_key.clone(), if_absent, None),
+                Placement::KeepAside => {
+                    let original = existing.map(|e| e.metadata).unwrap_or_default();
+                    let tag = conflict_tag(&object, Utc::now().timestamp_millis());
+                    let aside = layout.conflict_key(&object.bucket, &object.key, &tag);
+                    let kept = self.store.head(backup_bucket, &aside, None).await?;
+                    match place_aside(kept.as_ref(), &object) {
+                        Placement::Copy { if_absent } => (aside, if_absent, Some(original)),
+                        _ => return Ok(self.report_conflict(&object, &original, aside)),
                     }
-                    conflict_with = Some(existing.metadata);
                 }
-            }
+            };
             let mut options = self.write_options(&object);
             options.if_absent = if_absent;
             let request = CopyRequest {
@@ -304,14 +317,14 @@ impl<S: Store> Replicator<S> {
                         })
                     }
                 },
-                // The precondition that failed may be ours on the destination: look again.
-                CopyResult::SourceChanged
-                    if if_absent
-                        && self
-                            .store
+                CopyResult::PreconditionFailed
+                    if look_again(
+                        if_absent,
+                        self.store
                             .head(backup_bucket, &destination, None)
                             .await?
-                            .is_some() =>
+                            .as_ref(),
+                    ) =>
                 {
                     continue
                 }
@@ -324,6 +337,7 @@ impl<S: Store> Replicator<S> {
             key: backup_key,
             message: "the backup key kept changing while it was being copied".into(),
             retryable: true,
+            source: None,
         })
     }
 
@@ -353,7 +367,7 @@ impl<S: Store> Replicator<S> {
     }
 
     fn source_missing(&self, object: &ObjectRef, result: CopyResult) -> Outcome {
-        let outcome = if result == CopyResult::SourceChanged {
+        let outcome = if result == CopyResult::PreconditionFailed {
             Outcome::SourceChanged
         } else {
             Outcome::SourceGone
@@ -394,27 +408,6 @@ impl<S: Store> Replicator<S> {
             if_absent: false,
         }
     }
-}
-
-/// Whether a backup object (its metadata and size) holds what `object` describes.
-fn same_content(metadata: &HashMap<String, String>, size: u64, object: &ObjectRef) -> bool {
-    if let (Some(theirs), Some(ours)) = (metadata.get(meta::SOURCE_VERSION_ID), &object.version_id)
-    {
-        return theirs == ours;
-    }
-    match (metadata.get(meta::SOURCE_ETAG), &object.etag) {
-        (Some(theirs), Some(ours)) => theirs == ours && object.size.is_none_or(|s| s == size),
-        _ => false,
-    }
-}
-
-fn conflict_suffix(object: &ObjectRef) -> String {
-    let tag = object
-        .version_id
-        .clone()
-        .or_else(|| object.etag.clone())
-        .unwrap_or_else(|| Utc::now().timestamp_millis().to_string());
-    format!("{}.{}", object.key, tag)
 }
 
 fn tally(emf: &mut Emf, outcome: &Outcome) {

@@ -1,0 +1,383 @@
+//! The verifier: which versions of each table can be restored from the backup alone, and what
+//! has gone wrong in the source.
+//!
+//! Per table it makes one listing of the backup table, one of the source table and one of the
+//! table's conflict records, reads each backed-up commit once ([`TableHistory`]), and compares
+//! the two listings ([`compare`]): sizes first, ETags for log files, and a HEAD only for a log
+//! file whose ETags differ (a multipart upload in the source). Missing objects are sent to the
+//! replicator's queue as S3 notifications ([`queue`]: self-healing). The report goes to
+//! `_lifeboat/reports/` in the backup bucket; nothing else is ever written.
+//!
+//! - [`input`]: settings and the invoke payload;
+//! - [`discover`]: the tables the backup holds;
+//! - [`compare`]: source listing × backup listing → findings (pure);
+//! - [`backup`], [`source`]: findings about the backup's history and the source's;
+//! - [`report`]: the report, its totals and metrics.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::delta::{LiveFile, LogFiles, TableListing};
+use crate::error::{Error, Result};
+use crate::history::TableHistory;
+use crate::keys::S3Location;
+use crate::layout::{meta, Layout};
+use crate::ranges::VersionRange;
+use crate::store::{list_all, Store, WriteOptions};
+
+pub mod backup;
+pub mod compare;
+pub mod discover;
+pub mod input;
+pub mod queue;
+pub mod report;
+pub mod source;
+
+pub use input::{VerifyInput, VerifySettings, DEFAULT_GRACE_SECONDS};
+pub use queue::{encode_event_key, Queue};
+pub use report::{Finding, FindingKind, Report, Severity, Summary, TableReport};
+
+use compare::{compare, Differs};
+use report::{rfc3339, time_of_ms};
+
+/// At most this many keys or files are named in one finding (the count is always exact).
+const NAMED_MAX: usize = 20;
+/// Tables verified at once.
+const TABLE_CONCURRENCY: usize = 4;
+
+/// The verifier over any [`Store`] and [`Queue`].
+pub struct Verifier<S, Q = aws_sdk_sqs::Client> {
+    store: S,
+    queue: Option<Q>,
+    config: Config,
+    settings: VerifySettings,
+}
+
+impl Verifier<crate::s3::S3Store> {
+    /// The verifier as the function and the CLI run it: configuration, settings and the S3
+    /// and SQS clients from the environment.
+    pub async fn from_env() -> Result<Self> {
+        let config = Config::from_env()?;
+        let settings = VerifySettings::from_env()?;
+        let clients = crate::s3::Clients::from_env().await;
+        Ok(Verifier::new(
+            clients.store(),
+            Some(clients.sqs.clone()),
+            config,
+            settings,
+        ))
+    }
+}
+
+impl<S: Store, Q: Queue> Verifier<S, Q> {
+    /// `queue` is used only when `LIFEBOAT_QUEUE_URL` is configured.
+    pub fn new(store: S, queue: Option<Q>, config: Config, settings: VerifySettings) -> Self {
+        Verifier {
+            store,
+            queue,
+            config,
+            settings,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The Lambda handler: verifies, writes the report, prints the metrics and returns the
+    /// report. Bad input is an error; a table that cannot be verified is a finding.
+    pub async fn handle(&self, input: &Value) -> Result<Value> {
+        let input = VerifyInput::parse(input)?;
+        let tables = match input {
+            VerifyInput::Tables(tables) => Some(tables),
+            VerifyInput::Scheduled => None,
+        };
+        let report = self.run(tables).await?;
+        self.write_report(&report).await?;
+        for emf in report.metrics() {
+            emf.emit();
+        }
+        Ok(serde_json::to_value(&report)?)
+    }
+
+    /// Verifies `tables`, else the configured tables, else the discovered ones; sends missing
+    /// objects to the queue. Writes nothing to S3.
+    pub async fn run(&self, tables: Option<Vec<S3Location>>) -> Result<Report> {
+        let started = Utc::now();
+        let tables = match tables {
+            Some(tables) => tables,
+            None if !self.config.tables.is_empty() => self.config.tables.clone(),
+            None => self.discover_tables().await?,
+        };
+        for table in &tables {
+            if !self.config.is_source_bucket(&table.bucket) {
+                return Err(Error::bad_input(format!(
+                    "{table}: bucket {:?} is not in LIFEBOAT_SOURCE_BUCKETS ({})",
+                    table.bucket,
+                    self.config.source_buckets.join(",")
+                )));
+            }
+        }
+        tracing::info!(tables = tables.len(), "verifying");
+        let reports: Vec<TableReport> = stream::iter(tables)
+            .map(|table| async move {
+                match self.verify_table(&table).await {
+                    Ok(report) => report,
+                    Err(err) => {
+                        tracing::error!(table = %table, error = %err, "verification failed");
+                        let mut report = TableReport::empty(&table);
+                        report.findings.push(
+                            Finding::new(
+                                FindingKind::VerificationFailed,
+                                Severity::Critical,
+                                format!("the table could not be verified: {err}"),
+                            )
+                            .with("retryable", err.is_retryable()),
+                        );
+                        report
+                    }
+                }
+            })
+            .buffered(TABLE_CONCURRENCY)
+            .collect()
+            .await;
+        Ok(Report::new(started, reports))
+    }
+
+    /// Writes the report as `_lifeboat/reports/<time>.json` and `_lifeboat/reports/latest.json`
+    /// in the backup bucket; returns both keys.
+    pub async fn write_report(&self, report: &Report) -> Result<Vec<String>> {
+        let body = Bytes::from(serde_json::to_vec_pretty(report)?);
+        let generated_at = DateTime::parse_from_rfc3339(&report.generated_at)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|_| Utc::now());
+        let options = WriteOptions {
+            content_type: Some("application/json".into()),
+            kms_key_id: self.config.kms_key_id.clone(),
+            ..WriteOptions::default()
+        };
+        let mut keys = Vec::new();
+        for key in Layout::report_keys(generated_at) {
+            self.store
+                .put(&self.config.backup_bucket, &key, body.clone(), &options)
+                .await?;
+            keys.push(key);
+        }
+        tracing::info!(keys = ?keys, "report written");
+        Ok(keys)
+    }
+
+    /// Verifies one table: the backup alone, then the source against it.
+    pub async fn verify_table(&self, table: &S3Location) -> Result<TableReport> {
+        let now = Utc::now();
+        let layout = self.config.layout();
+        let backup = layout.location(table);
+        let conflicts_prefix = layout.log_conflicts_prefix(table);
+        let (history, source, conflicts) = futures::try_join!(
+            TableHistory::analyze(&self.store, &backup),
+            TableListing::load(&self.store, table),
+            list_all(&self.store, &self.config.backup_bucket, &conflicts_prefix),
+        )?;
+        let source_log = source.log();
+        let mut report = TableReport::empty(table);
+        let mut check = TableCheck {
+            table,
+            backup: &backup,
+            history: &history,
+            source: &source,
+            source_log: &source_log,
+            now_ms: now.timestamp_millis(),
+            findings: Vec::new(),
+        };
+
+        // Restore points, from the backup alone.
+        report.latest_backup_version = history.latest_version();
+        let oldest = history.oldest_restorable().map(|s| s.version);
+        let newest = history.newest_restorable().map(|s| s.version);
+        report.oldest_restorable_version = oldest;
+        report.newest_restorable_version = newest;
+        if let Some(v) = oldest {
+            report.oldest_restorable_commit_time = history
+                .commit_time_ms(&self.store, v)
+                .await?
+                .and_then(time_of_ms)
+                .map(rfc3339);
+        }
+        if let Some(v) = newest {
+            let time = history.commit_time_ms(&self.store, v).await?;
+            report.newest_restorable_commit_time = time.and_then(time_of_ms).map(rfc3339);
+            report.rpo_seconds = time.map(|t| ((check.now_ms - t) / 1000).max(0));
+        }
+        let dropped = source_log.all.is_empty();
+        let source_latest = if dropped {
+            None
+        } else {
+            source_log.latest_version()
+        };
+        if let (Some(s), Some(n)) = (source_latest, newest) {
+            report.lag_versions = Some(s as i64 - n as i64);
+        }
+        if let (Some(s), Some(b)) = (source_latest, history.latest_version()) {
+            if s < b {
+                check.findings.push(check.source_log_regressed(s, b));
+            }
+        }
+        report.unrestorable_versions = check.unrestorable_versions();
+
+        check.backup_findings();
+        if !conflicts.is_empty() {
+            check.findings.push(backup::conflict_finding(&conflicts));
+        }
+        let mut resend = Vec::new();
+        if dropped {
+            check.findings.push(check.table_dropped());
+        } else {
+            let cutoff = now - chrono::Duration::seconds(self.settings.grace_seconds as i64);
+            let mut comparison = compare(
+                &source,
+                &history.listing,
+                |k| self.config.selects(k),
+                cutoff,
+            );
+            let undecided = std::mem::take(&mut comparison.undecided);
+            comparison
+                .corrupted
+                .extend(self.resolve_undecided(table, undecided).await?);
+            let healing = if self.config.queue_url.is_some() {
+                "sent to the replicator's queue".to_string()
+            } else {
+                format!("no LIFEBOAT_QUEUE_URL to send them to: `lifeboat backfill {table}` copies them")
+            };
+            check.findings.extend(comparison.findings(
+                table,
+                self.settings.grace_seconds,
+                &healing,
+            ));
+            resend = comparison.resend(&table.bucket);
+            if let Some(latest) = source_latest {
+                let snapshot = if check.knows_source_latest(latest) {
+                    None
+                } else {
+                    Some(self.source_latest_snapshot(table).await)
+                };
+                check.source_files_missing(latest, snapshot);
+            }
+        }
+        let (sent, failed) = match (&self.queue, &self.config.queue_url) {
+            (Some(queue), Some(url)) => queue::send_all(queue, url, &resend).await,
+            _ => (0, 0),
+        };
+        if let Some(f) = check
+            .findings
+            .iter_mut()
+            .find(|f| f.kind == FindingKind::MissingInBackup)
+        {
+            f.data.insert("resent".into(), json!(sent));
+            if failed > 0 {
+                f.data.insert("resend_failed".into(), json!(failed));
+            }
+        }
+        if newest.is_none() {
+            check.findings.push(check.no_restorable_version());
+        }
+        check.findings.sort_by_key(|f| f.severity);
+        report.findings = check.findings;
+        tracing::info!(table = %table, latest = ?report.latest_backup_version,
+            newest_restorable = ?newest, findings = report.findings.len(), "table verified");
+        Ok(report)
+    }
+
+    /// Log files of the same size whose ETags differ: the backup copy's metadata names the
+    /// source ETag it copied (a multipart source has another ETag than its copy); without it,
+    /// the bytes are compared. Returns those whose content differs.
+    async fn resolve_undecided(
+        &self,
+        table: &S3Location,
+        undecided: Vec<Differs>,
+    ) -> Result<Vec<Differs>> {
+        let mut differ = Vec::new();
+        for d in undecided {
+            let head = self
+                .store
+                .head(&self.config.backup_bucket, &d.backup.key, None)
+                .await?;
+            let same = match head
+                .as_ref()
+                .and_then(|h| h.metadata.get(meta::SOURCE_ETAG))
+            {
+                Some(etag) => *etag == d.source.etag,
+                None => {
+                    let ours = self
+                        .store
+                        .get(&self.config.backup_bucket, &d.backup.key, None)
+                        .await?;
+                    let theirs = self.store.get(&table.bucket, &d.source.key, None).await?;
+                    ours == theirs || theirs.is_none()
+                }
+            };
+            if !same {
+                differ.push(d);
+            }
+        }
+        Ok(differ)
+    }
+
+    /// The live files of the source's latest version, read with the kernel (for a source
+    /// ahead of what the backup's replay describes).
+    async fn source_latest_snapshot(&self, table: &S3Location) -> Result<Vec<LiveFile>> {
+        let reader = self.store.delta_reader(&table.bucket)?;
+        let location = table.clone();
+        tokio::task::spawn_blocking(move || reader.snapshot_files(&location, None))
+            .await
+            .map_err(|e| Error::delta(table.to_string(), format!("kernel task failed: {e}")))?
+            .map(|(_, files)| files)
+    }
+}
+
+/// The state of one table's check while findings are gathered.
+pub struct TableCheck<'a> {
+    pub(crate) table: &'a S3Location,
+    pub(crate) backup: &'a S3Location,
+    pub(crate) history: &'a TableHistory,
+    pub(crate) source: &'a TableListing,
+    pub(crate) source_log: &'a LogFiles,
+    pub(crate) now_ms: i64,
+    pub(crate) findings: Vec<Finding>,
+}
+
+impl TableCheck<'_> {
+    /// The source's log ends at `source_latest`, before the backup's `backup_latest`.
+    fn source_log_regressed(&self, source_latest: u64, backup_latest: u64) -> Finding {
+        let (s, b) = (source_latest, backup_latest);
+        Finding::new(
+            FindingKind::SourceLogRegressed,
+            Severity::Critical,
+            format!(
+                "the source's log ends at version {s} but the backup holds commits up to {b}: version(s) {} were deleted from the source's _delta_log/ (a stale `aws s3 sync --delete`, a manual rm) and readers now silently see version {s}; `lifeboat restore {} --mode repair` puts them back (a dry run first shows what it copies)",
+                VersionRange::new(s + 1, b),
+                self.table
+            ),
+        )
+        .with("source_latest_version", s)
+        .with("backup_latest_version", b)
+        .with("lost_versions", VersionRange::new(s + 1, b))
+    }
+
+    /// The source has no log left.
+    fn table_dropped(&self) -> Finding {
+        Finding::new(
+            FindingKind::TableDropped,
+            Severity::Critical,
+            format!(
+                "the source has no _delta_log/ under {}: the table was dropped or its log deleted ({} objects remain under the prefix); the backup still holds it: `lifeboat restore {} --mode rollback` brings it back",
+                self.table,
+                self.source.len(),
+                self.table
+            ),
+        )
+        .with("source_objects", self.source.len())
+    }
+}
