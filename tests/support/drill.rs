@@ -8,15 +8,16 @@
 //!   with the environment of their deployed function configuration and the credentials of
 //!   their deployed roles (assumed with `sts:AssumeRole`);
 //! - the queue is driven the way Lambda's SQS event source mapping does it, with the
-//!   replicator role's credentials: receive up to 10 messages, invoke `replicate` with them as
-//!   an SQS event, delete the ones not reported in `batchItemFailures`.
+//!   replicator role's credentials, by the one queue driver (`lifeboat_cli::queue`): receive up
+//!   to 10 messages, invoke `replicate` with them as an SQS event, delete the ones not reported
+//!   in `batchItemFailures`.
 //!
 //! What moto cannot do, and how the drills cover it (the infrastructure tests in tests/infra
 //! prove the rest on the policy documents):
 //!
 //! | moto gap | here |
 //! |---|---|
-//! | Lambdas cannot run | the real binaries run under `cargo lambda watch` (replicate, verify) and under the runtime API emulator of drill_lambda.rs (restore: cargo lambda's fixed 1970 deadline starves it) |
+//! | Lambdas cannot run | the real binaries run under `cargo lambda watch` (drill_lambda.rs); its fixed 1970 deadline means no time limit to restore, so restore's continuation is not exercised |
 //! | an enabled SQS event source mapping makes moto try to run the function in Docker | deployed disabled (`ReplicationEnabled=false`, as `make deploy-local` does); the drill drives the queue |
 //! | scheduled rules never fire | `verify` is invoked with the scheduled event EventBridge sends (tests/fixtures) |
 //! | CopyObject into a bucket with default Object Lock retention needs a checksum header AWS does not require | the backup keeps versioning and Object Lock but no default retention (deploy.py); retention is proven in tests/infra |
@@ -35,9 +36,7 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::Value;
 
-use crate::drill_lambda::{
-    build_functions, http_post, CargoLambdaWatch, LambdaFunction, Outcome, RuntimeEmulator,
-};
+use crate::drill_lambda::{build_functions, http_post, CargoLambdaWatch, LambdaFunction, Outcome};
 use lifeboat_cli::queue::{Batch, Drained, QueueDriver};
 
 use crate::{fixture, repo_root, venv_bin, LocalAws};
@@ -134,26 +133,6 @@ pub struct Restored {
     pub digest: Value,
 }
 
-/// Which local Lambda runtime runs a function (see drill_lambda.rs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Runtime {
-    CargoLambdaWatch,
-    Emulator,
-}
-
-/// `restore` runs under the emulator: cargo lambda watch's fixed 1970 deadline makes it hand
-/// every copy to a follow-up invocation (see drill_lambda.rs). `LIFEBOAT_DRILL_RESTORE_RUNTIME
-/// =cargo-lambda` runs it under cargo lambda watch anyway.
-pub fn runtime_of(function: &str) -> Runtime {
-    if function != "restore" {
-        return Runtime::CargoLambdaWatch;
-    }
-    match std::env::var("LIFEBOAT_DRILL_RESTORE_RUNTIME").as_deref() {
-        Ok("cargo-lambda") => Runtime::CargoLambdaWatch,
-        _ => Runtime::Emulator,
-    }
-}
-
 /// One drill's world. Fields drop in order: the functions, then moto.
 pub struct Drill {
     pub replicate: LambdaFunction,
@@ -232,19 +211,8 @@ impl Drill {
             env.insert("AWS_REGION".into(), "us-east-1".into());
             env.insert("AWS_EC2_METADATA_DISABLED".into(), "true".into());
             let log = dir.join(format!("{bin}.log"));
-            let name = function["name"].as_str().unwrap_or(bin).to_string();
-            let arn = function["arn"].as_str().unwrap_or_default().to_string();
             let timeout = Duration::from_secs(function["timeout_seconds"].as_u64().unwrap_or(900));
-            async move {
-                Ok::<_, anyhow::Error>(match runtime_of(bin) {
-                    Runtime::CargoLambdaWatch => LambdaFunction::CargoLambda(
-                        CargoLambdaWatch::start(bin, &env, timeout, log).await?,
-                    ),
-                    Runtime::Emulator => LambdaFunction::Emulated(
-                        RuntimeEmulator::start(bin, &env, &name, &arn, timeout, log).await?,
-                    ),
-                })
-            }
+            async move { CargoLambdaWatch::start(bin, &env, timeout, log).await }
         };
         let (replicate, verify, restore) = tokio::try_join!(
             start("replicate", &replicator),

@@ -1,28 +1,23 @@
 //! The real Lambda binaries (`replicate`, `verify`, `restore`) run under a local Lambda runtime
 //! for the disaster drills: `cargo lambda watch` (PyPI `cargo-lambda`, which builds the binary
-//! with `cargo run` in this workspace and emulates the Lambda runtime and invoke APIs), or
-//! [`RuntimeEmulator`], a minimal runtime API served here.
+//! with `cargo run` in this workspace and emulates the Lambda runtime and invoke APIs).
 //!
-//! Why two: `cargo lambda watch` 1.9 answers every `/runtime/invocation/next` with
-//! `Lambda-Runtime-Deadline-Ms: 600000`, an absolute time in January 1970, and
-//! `Lambda-Runtime-Invoked-Function-Arn: function-arn`. The restore function budgets its copies
-//! by that deadline (it stops a minute before it and continues in an asynchronous follow-up
-//! invocation of its own ARN), so under `cargo lambda watch` it copies nothing and hands every
-//! restore to a follow-up that cannot exist. The emulator sends what Lambda sends: now plus the
-//! deployed timeout, and the deployed function ARN.
+//! `cargo lambda watch` 1.9 sends every invocation the deadline `600000` (an absolute time in
+//! January 1970) and the ARN `function-arn`. The restore function treats a deadline in the past
+//! as no time limit (functions/restore/src/main.rs), so a drill's restore runs to the end in one
+//! invocation; its continuation (a follow-up invocation of its own ARN before the deadline) is
+//! not exercised here.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, Notify};
+use tokio::net::TcpStream;
 
 use crate::{repo_root, venv_bin};
 
@@ -81,46 +76,8 @@ pub enum Outcome {
     FunctionError(Value),
 }
 
-/// A function binary running under a local Lambda runtime.
-pub enum LambdaFunction {
-    CargoLambda(CargoLambdaWatch),
-    Emulated(RuntimeEmulator),
-}
-
-impl LambdaFunction {
-    /// Invokes the function synchronously (RequestResponse) with `payload`.
-    pub async fn invoke(&self, payload: &Value) -> Result<Outcome> {
-        match self {
-            LambdaFunction::CargoLambda(f) => f.invoke(payload).await,
-            LambdaFunction::Emulated(f) => f.invoke(payload).await,
-        }
-    }
-
-    /// Invokes and expects a successful answer.
-    pub async fn call(&self, payload: &Value) -> Result<Value> {
-        match self.invoke(payload).await? {
-            Outcome::Ok(v) => Ok(v),
-            Outcome::FunctionError(e) => bail!("{} answered with an error: {e}", self.name()),
-        }
-    }
-
-    pub fn name(&self) -> &str {
-        match self {
-            LambdaFunction::CargoLambda(f) => &f.bin,
-            LambdaFunction::Emulated(f) => &f.bin,
-        }
-    }
-
-    /// Which local runtime runs it, for the drill's printout.
-    pub fn runtime(&self) -> String {
-        match self {
-            LambdaFunction::CargoLambda(f) => format!("cargo lambda watch on 127.0.0.1:{}", f.port),
-            LambdaFunction::Emulated(f) => {
-                format!("runtime API emulator on 127.0.0.1:{}", f.port)
-            }
-        }
-    }
-}
+/// A function binary running under the local Lambda runtime.
+pub type LambdaFunction = CargoLambdaWatch;
 
 /// The environment a function process gets: nothing from the test process but what a build
 /// needs (PATH, HOME, Rust toolchain variables), plus the function's own variables.
@@ -226,7 +183,7 @@ pub struct CargoLambdaWatch {
 }
 
 impl CargoLambdaWatch {
-    /// Starts the emulator for binary `bin` with `env` as the function's environment. Code
+    /// Starts `cargo lambda watch` for binary `bin` with `env` as the function's environment. Code
     /// changes are ignored (`--ignore-changes`): the binary is the one built for this run.
     pub async fn start(
         bin: &str,
@@ -281,7 +238,25 @@ impl CargoLambdaWatch {
         Ok(watch)
     }
 
-    async fn invoke(&self, payload: &Value) -> Result<Outcome> {
+    /// Invokes and expects a successful answer.
+    pub async fn call(&self, payload: &Value) -> Result<Value> {
+        match self.invoke(payload).await? {
+            Outcome::Ok(v) => Ok(v),
+            Outcome::FunctionError(e) => bail!("{} answered with an error: {e}", self.bin),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.bin
+    }
+
+    /// Where it runs, for the drill's printout.
+    pub fn runtime(&self) -> String {
+        format!("cargo lambda watch on 127.0.0.1:{}", self.port)
+    }
+
+    /// Invokes the function synchronously (RequestResponse) with `payload`.
+    pub async fn invoke(&self, payload: &Value) -> Result<Outcome> {
         let path = format!("/2015-03-31/functions/{}/invocations", self.bin);
         let body = payload.to_string();
         // cargo lambda watch leaves an invocation hanging when the function process dies (a
@@ -324,17 +299,6 @@ fn process_exits(log: &Path) -> usize {
         .count()
 }
 
-/// Whether `pid` is still running (neither gone nor a zombie waiting to be reaped).
-fn running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
-}
-
 impl Drop for CargoLambdaWatch {
     fn drop(&mut self) {
         stop_process_tree(&mut self.child, Duration::from_secs(5));
@@ -354,153 +318,7 @@ pub fn tail(path: &Path) -> String {
     )
 }
 
-// ----------------------------------------------------------------------------- emulator
-
-type Reply = oneshot::Sender<Outcome>;
-
-#[derive(Default)]
-struct Queue {
-    pending: std::collections::VecDeque<(String, Vec<u8>)>,
-    waiting: HashMap<String, Reply>,
-    init_error: Option<Value>,
-}
-
-struct EmulatorState {
-    queue: Mutex<Queue>,
-    arrived: Notify,
-    arn: String,
-    timeout: Duration,
-    next_id: AtomicU64,
-}
-
-/// The Lambda runtime API (`/2018-06-01/runtime/...`) on a free loopback port, serving one
-/// function process: the built binary, started with the function's environment and
-/// `AWS_LAMBDA_RUNTIME_API` pointing here. Each invocation carries the deadline and ARN Lambda
-/// would send. Stopped (with the process) when dropped.
-pub struct RuntimeEmulator {
-    child: Child,
-    state: Arc<EmulatorState>,
-    server: tokio::task::JoinHandle<()>,
-    pub bin: String,
-    pub port: u16,
-    pub log: PathBuf,
-}
-
-impl RuntimeEmulator {
-    pub async fn start(
-        bin: &str,
-        env: &HashMap<String, String>,
-        function_name: &str,
-        arn: &str,
-        timeout: Duration,
-        log: PathBuf,
-    ) -> Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
-        let state = Arc::new(EmulatorState {
-            queue: Mutex::new(Queue::default()),
-            arrived: Notify::new(),
-            arn: arn.to_string(),
-            timeout,
-            next_id: AtomicU64::new(1),
-        });
-        let server_state = state.clone();
-        let server = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let state = server_state.clone();
-                tokio::spawn(async move {
-                    let _ = serve_runtime_connection(stream, state).await;
-                });
-            }
-        });
-        let binary = target_dir().join("debug").join(bin);
-        if !binary.exists() {
-            bail!("{} is missing: build_functions() first", binary.display());
-        }
-        let file = std::fs::File::create(&log)?;
-        let mut command = Command::new(&binary);
-        clean_env(&mut command, env);
-        command
-            .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
-            .env("AWS_LAMBDA_FUNCTION_NAME", function_name)
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(file.try_clone()?))
-            .stderr(Stdio::from(file));
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        Ok(RuntimeEmulator {
-            child,
-            state,
-            server,
-            bin: bin.to_string(),
-            port,
-            log,
-        })
-    }
-
-    async fn invoke(&self, payload: &Value) -> Result<Outcome> {
-        let id = format!(
-            "drill-{:08}",
-            self.state.next_id.fetch_add(1, Ordering::Relaxed)
-        );
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut queue = self.state.queue.lock().unwrap();
-            if let Some(err) = &queue.init_error {
-                bail!("{} failed at cold start: {err}", self.bin);
-            }
-            queue.waiting.insert(id.clone(), tx);
-            queue
-                .pending
-                .push_back((id.clone(), payload.to_string().into_bytes()));
-        }
-        self.state.arrived.notify_one();
-        let limit = self.state.timeout + Duration::from_secs(5);
-        let pid = self.child.id();
-        let died = async {
-            while running(pid) {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        };
-        tokio::select! {
-            outcome = rx => outcome.map_err(|_| anyhow!("{} ended without answering: {}", self.bin, tail(&self.log))),
-            _ = died => bail!("the {} function process ended during the invocation: {}", self.bin, tail(&self.log)),
-            _ = tokio::time::sleep(limit) => bail!("{} did not answer within {limit:?}: {}", self.bin, tail(&self.log)),
-        }
-    }
-}
-
-impl Drop for RuntimeEmulator {
-    fn drop(&mut self) {
-        stop_process_tree(&mut self.child, Duration::from_secs(2));
-        self.server.abort();
-    }
-}
-
-struct Request {
-    method: String,
-    path: String,
-    body: Vec<u8>,
-}
-
-/// Reads one HTTP/1.1 request (Content-Length or chunked body); None at end of stream.
-async fn read_request<R: tokio::io::AsyncBufRead + Unpin>(
-    reader: &mut R,
-) -> Result<Option<Request>> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).await? == 0 {
-        return Ok(None);
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_string();
-    let path = parts.next().unwrap_or_default().to_string();
-    let headers = read_headers(reader).await?;
-    let body = read_body(reader, &headers).await?;
-    Ok(Some(Request { method, path, body }))
-}
+// ----------------------------------------------------------------------------- HTTP
 
 async fn read_headers<R: tokio::io::AsyncBufRead + Unpin>(
     reader: &mut R,
@@ -552,83 +370,6 @@ async fn read_body<R: tokio::io::AsyncBufRead + Unpin>(
     let mut body = vec![0; length];
     reader.read_exact(&mut body).await?;
     Ok(body)
-}
-
-async fn respond(
-    stream: &mut (impl AsyncWriteExt + Unpin),
-    status: &str,
-    headers: &[(&str, String)],
-    body: &[u8],
-) -> Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {status}\r\ncontent-length: {}\r\ncontent-type: application/json\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    stream.flush().await?;
-    Ok(())
-}
-
-async fn serve_runtime_connection(stream: TcpStream, state: Arc<EmulatorState>) -> Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    while let Some(request) = read_request(&mut reader).await? {
-        let path = request.path.trim_start_matches("/2018-06-01/runtime");
-        if request.method == "GET" && path == "/invocation/next" {
-            let (id, body) = loop {
-                let notified = state.arrived.notified();
-                let next = { state.queue.lock().unwrap().pending.pop_front() };
-                match next {
-                    Some(next) => break next,
-                    None => notified.await,
-                }
-            };
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis();
-            let deadline = now_ms + state.timeout.as_millis();
-            let headers = [
-                ("lambda-runtime-aws-request-id", id.clone()),
-                ("lambda-runtime-deadline-ms", deadline.to_string()),
-                ("lambda-runtime-invoked-function-arn", state.arn.clone()),
-                ("lambda-runtime-trace-id", format!("Root=1-00000000-{id}")),
-            ];
-            respond(&mut write, "200 OK", &headers, &body).await?;
-        } else if let Some(rest) = path.strip_prefix("/invocation/") {
-            let (id, kind) = rest.split_once('/').unwrap_or((rest, ""));
-            let value: Value = serde_json::from_slice(&request.body).unwrap_or_else(|_| {
-                Value::String(String::from_utf8_lossy(&request.body).into_owned())
-            });
-            let outcome = match kind {
-                "response" => Outcome::Ok(value),
-                _ => Outcome::FunctionError(value),
-            };
-            let reply = { state.queue.lock().unwrap().waiting.remove(id) };
-            if let Some(reply) = reply {
-                let _ = reply.send(outcome);
-            }
-            respond(&mut write, "202 Accepted", &[], b"{}").await?;
-        } else if path == "/init/error" {
-            let value: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-            {
-                let mut queue = state.queue.lock().unwrap();
-                for (_, reply) in queue.waiting.drain() {
-                    let _ = reply.send(Outcome::FunctionError(value.clone()));
-                }
-                queue.init_error = Some(value);
-            }
-            respond(&mut write, "202 Accepted", &[], b"{}").await?;
-        } else {
-            respond(&mut write, "404 Not Found", &[], b"{}").await?;
-        }
-    }
-    Ok(())
 }
 
 // ----------------------------------------------------------------------------- client
