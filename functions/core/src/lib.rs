@@ -4,8 +4,10 @@
 //! into this crate. Nothing here depends on `lambda_runtime`.
 
 pub mod backfill;
+pub mod batch;
 pub mod config;
 pub mod copy;
+pub mod csv;
 pub mod delta;
 pub mod error;
 pub mod events;
