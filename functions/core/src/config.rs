@@ -35,6 +35,9 @@ pub struct Config {
     /// looking first (one request per new object instead of two). Only for servers that
     /// honour `If-None-Match` on CopyObject, as Amazon S3 does; off by default.
     pub conditional_copy: bool,
+    /// `LIFEBOAT_GLUE_DATABASES`: the Glue databases whose Delta entries are captured and
+    /// re-registered on restore; empty means the catalog side is off.
+    pub glue_databases: Vec<String>,
 }
 
 impl Config {
@@ -160,6 +163,16 @@ impl Config {
                 ))
             }
         };
+        let glue_databases = list(get("LIFEBOAT_GLUE_DATABASES"));
+        if let Some(bad) = glue_databases.iter().find(|d| {
+            !d.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        }) {
+            return Err(Error::config(
+                "LIFEBOAT_GLUE_DATABASES",
+                format!("{bad:?} is not a Glue database name: give comma-separated names (letters, digits, _ and -), or leave it empty to turn the catalog capture off"),
+            ));
+        }
         let config = Config {
             backup_bucket,
             layout,
@@ -175,6 +188,7 @@ impl Config {
             queue_url: get("LIFEBOAT_QUEUE_URL"),
             tables,
             conditional_copy,
+            glue_databases,
         };
         Ok(config)
     }
@@ -271,6 +285,25 @@ mod tests {
         assert!(!c.selects("other/t/part-0.parquet"));
         assert!(!c.selects("tables/t/_temporary/0/x"));
         assert!(!c.selects("tables/t/x.tmp"));
+    }
+
+    #[test]
+    fn glue_databases() {
+        let cases: [(&str, Option<&[&str]>); 4] = [
+            ("", Some(&[])),
+            ("sales", Some(&["sales"])),
+            (" sales , lake_2 ", Some(&["sales", "lake_2"])),
+            ("sales,a b", None),
+        ];
+        for (value, expected) in cases {
+            let mut vars = BASE.to_vec();
+            vars.push(("LIFEBOAT_GLUE_DATABASES", value));
+            match (config(&vars), expected) {
+                (Ok(c), Some(dbs)) => assert_eq!(c.glue_databases, dbs, "{value}"),
+                (Err(e), None) => assert!(e.to_string().contains("LIFEBOAT_GLUE_DATABASES"), "{e}"),
+                (got, _) => panic!("{value:?}: {got:?}"),
+            }
+        }
     }
 
     #[test]

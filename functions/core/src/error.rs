@@ -51,6 +51,17 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// A request to the Glue Data Catalog failed.
+    #[error("Glue {operation} of {table} failed: {message}")]
+    Catalog {
+        operation: &'static str,
+        table: String,
+        message: String,
+        retryable: bool,
+        #[source]
+        source: Option<BoxError>,
+    },
+
     /// The Delta log could not be read or makes no sense.
     #[error("Delta log of {table}: {reason}")]
     Delta {
@@ -125,6 +136,10 @@ impl Error {
             }
             | Error::Sqs { .. } => "Lifeboat.Retryable",
             Error::S3 { .. } => "Lifeboat.S3Error",
+            Error::Catalog {
+                retryable: true, ..
+            } => "Lifeboat.Retryable",
+            Error::Catalog { .. } => "Lifeboat.CatalogError",
             Error::Delta { .. } => "Lifeboat.DeltaError",
             Error::NotRestorable(_) => "Lifeboat.NotRestorable",
             Error::TargetNotEmpty(_) => "Lifeboat.TargetNotEmpty",
@@ -138,7 +153,7 @@ impl Error {
     /// commit will, once the restore plans against the new latest version.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::S3 { retryable, .. } => *retryable,
+            Error::S3 { retryable, .. } | Error::Catalog { retryable, .. } => *retryable,
             Error::Sqs { .. } | Error::ConcurrentCommit(_) => true,
             _ => false,
         }

@@ -34,6 +34,10 @@ pub const CONFLICTS_PREFIX: &str = "_lifeboat/conflicts/";
 pub const REPORTS_PREFIX: &str = "_lifeboat/reports/";
 /// Where the verifier keeps per-table state it has proven (written by the verifier only).
 pub const STATE_PREFIX: &str = "_lifeboat/state/";
+/// Where the captured Glue Data Catalog definitions go, one write-once record per distinct
+/// definition: `_lifeboat/catalog/<database>/<table>/<time>-<digest>.json` (the newest sorts
+/// last).
+pub const CATALOG_PREFIX: &str = "_lifeboat/catalog/";
 /// The name of the newest report under [`REPORTS_PREFIX`].
 pub const LATEST_REPORT: &str = "latest.json";
 
@@ -139,6 +143,21 @@ impl Layout {
             ),
             format!("{REPORTS_PREFIX}{LATEST_REPORT}"),
         ]
+    }
+
+    /// The prefix of the captured definitions of catalog table `database.table`.
+    pub fn catalog_prefix(database: &str, table: &str) -> String {
+        format!("{CATALOG_PREFIX}{database}/{table}/")
+    }
+
+    /// The key of a definition of `database.table` captured at `at`; `digest` tells apart two
+    /// definitions captured in the same millisecond.
+    pub fn catalog_key(database: &str, table: &str, at: DateTime<Utc>, digest: &str) -> String {
+        format!(
+            "{}{}-{digest}.json",
+            Self::catalog_prefix(database, table),
+            at.format("%Y-%m-%dT%H-%M-%S%.3fZ")
+        )
     }
 
     /// Whether a backup key is one of Lifeboat's own records rather than a source object.

@@ -4,6 +4,7 @@
 //! into this crate. Nothing here depends on `lambda_runtime`.
 
 pub mod backfill;
+pub mod catalog;
 pub mod batch;
 pub mod config;
 pub mod copy;

@@ -26,6 +26,8 @@ use crate::store::{
 pub struct Clients {
     pub s3: Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// The Glue Data Catalog (used only when `LIFEBOAT_GLUE_DATABASES` is set).
+    pub glue: aws_sdk_glue::Client,
     pub settings: ClientSettings,
 }
 
@@ -87,6 +89,7 @@ impl Clients {
         Clients {
             s3: Client::from_conf(s3_config),
             sqs: aws_sdk_sqs::Client::new(&shared),
+            glue: aws_sdk_glue::Client::new(&shared),
             settings: settings.clone(),
         }
     }

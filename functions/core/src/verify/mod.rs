@@ -29,6 +29,7 @@ use crate::ranges::VersionRange;
 use crate::store::{list_all, Store, WriteOptions};
 
 pub mod backup;
+pub mod catalog;
 pub mod compare;
 pub mod discover;
 pub mod input;
@@ -54,6 +55,8 @@ pub struct Verifier<S, Q = aws_sdk_sqs::Client> {
     queue: Option<Q>,
     config: Config,
     settings: VerifySettings,
+    /// The Glue Data Catalog, when `LIFEBOAT_GLUE_DATABASES` is set ([`catalog`]).
+    catalog: Option<std::sync::Arc<dyn crate::catalog::Catalog>>,
 }
 
 impl Verifier<crate::s3::S3Store> {
@@ -63,12 +66,14 @@ impl Verifier<crate::s3::S3Store> {
         let config = Config::from_env()?;
         let settings = VerifySettings::from_env()?;
         let clients = crate::s3::Clients::from_env().await;
-        Ok(Verifier::new(
-            clients.store(),
-            Some(clients.sqs.clone()),
-            config,
-            settings,
-        ))
+        let glue = !config.glue_databases.is_empty();
+        let verifier = Verifier::new(clients.store(), Some(clients.sqs.clone()), config, settings);
+        Ok(match glue {
+            true => verifier.with_catalog(std::sync::Arc::new(crate::catalog::GlueCatalog::new(
+                clients.glue.clone(),
+            ))),
+            false => verifier,
+        })
     }
 }
 
@@ -80,6 +85,7 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
             queue,
             config,
             settings,
+            catalog: None,
         }
     }
 
@@ -90,6 +96,9 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
     /// The Lambda handler: verifies, writes the report, prints the metrics and returns the
     /// report. Bad input is an error; a table that cannot be verified is a finding.
     pub async fn handle(&self, input: &Value) -> Result<Value> {
+        if crate::catalog::CatalogEvent::is_catalog_event(input) {
+            return self.handle_catalog_event(input).await;
+        }
         let input = VerifyInput::parse(input)?;
         let tables = match input {
             VerifyInput::Tables(tables) => Some(tables),
@@ -104,9 +113,11 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
     }
 
     /// Verifies `tables`, else the configured tables, else the discovered ones; sends missing
-    /// objects to the queue. Writes nothing to S3.
+    /// objects to the queue. Writes nothing to S3 but the catalog definitions it captures
+    /// ([`catalog`]).
     pub async fn run(&self, tables: Option<Vec<S3Location>>) -> Result<Report> {
         let started = Utc::now();
+        let all_tables = tables.is_none();
         let tables = match tables {
             Some(tables) => tables,
             None if !self.config.tables.is_empty() => self.config.tables.clone(),
@@ -144,6 +155,7 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
             .buffered(TABLE_CONCURRENCY)
             .collect()
             .await;
+        let reports = self.with_catalog_findings(reports, all_tables).await;
         Ok(Report::new(started, reports))
     }
 

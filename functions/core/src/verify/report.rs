@@ -52,6 +52,21 @@ pub enum FindingKind {
     NoRestorableVersion,
     /// The table could not be verified (an S3 error, say).
     VerificationFailed,
+    /// A captured Glue Data Catalog entry is gone from the catalog, whether or not its
+    /// storage is: every engine that finds tables through the catalog has lost the table.
+    CatalogEntryDropped,
+    /// A captured Glue entry now points at another location.
+    CatalogLocationChanged,
+}
+
+impl FindingKind {
+    /// The report's (and the alarms') name of the kind, `table_dropped`.
+    pub fn name(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
 }
 
 /// One thing the verifier found: `{kind, severity, detail, ...}`.
@@ -252,6 +267,33 @@ impl Report {
             "Count",
         );
         all.push(total);
+        all.extend(self.critical_findings_metrics());
+        all
+    }
+
+    /// `CriticalFindings{Function=verify}` (every kind) and
+    /// `CriticalFindings{Function=verify,Kind=<kind>}` for each kind found: what the per-kind
+    /// alarms of infra/alarms.json watch.
+    pub fn critical_findings_metrics(&self) -> Vec<Emf> {
+        let mut by_kind: std::collections::BTreeMap<String, usize> = Default::default();
+        for f in self.tables.iter().flat_map(|t| &t.findings) {
+            if f.severity == Severity::Critical {
+                *by_kind.entry(f.kind.name()).or_default() += 1;
+            }
+        }
+        let mut all = Vec::new();
+        let mut total = Emf::new(&[("Function", "verify")]);
+        total.set(
+            "CriticalFindings",
+            self.summary.critical_findings as f64,
+            "Count",
+        );
+        all.push(total);
+        for (kind, count) in by_kind {
+            let mut emf = Emf::new(&[("Function", "verify"), ("Kind", kind.as_str())]);
+            emf.set("CriticalFindings", count as f64, "Count");
+            all.push(emf);
+        }
         all
     }
 }
