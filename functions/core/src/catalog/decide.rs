@@ -74,10 +74,7 @@ pub fn table_root(d: &TableDefinition) -> Option<S3Location> {
 pub fn protected_root(d: &TableDefinition, source_buckets: &[String]) -> Option<S3Location> {
     format_of(d)?;
     let root = table_root(d)?;
-    source_buckets
-        .iter()
-        .any(|b| *b == root.bucket)
-        .then_some(root)
+    source_buckets.contains(&root.bucket).then_some(root)
 }
 
 /// Whether `current` must be recorded: it differs from the newest captured definition.

@@ -65,15 +65,16 @@ impl Catalog for MemoryCatalog {
     fn create_table<'a>(&'a self, definition: &'a TableDefinition) -> BoxFuture<'a, Result<()>> {
         let name = definition.table_name();
         let mut tables = self.tables.lock().expect("catalog lock");
-        let result = if tables.contains_key(&name) {
-            Err(Self::refused(
+        let result = match tables.entry(name) {
+            std::collections::btree_map::Entry::Occupied(entry) => Err(Self::refused(
                 "CreateTable",
-                &name,
+                entry.key(),
                 "AlreadyExistsException: Table already exists.",
-            ))
-        } else {
-            tables.insert(name, definition.clone());
-            Ok(())
+            )),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                entry.insert(definition.clone());
+                Ok(())
+            }
         };
         async move { result }.boxed()
     }
