@@ -22,6 +22,10 @@ pub struct RestoreArgs {
     /// Where a clone goes (an empty location).
     #[arg(long)]
     pub target: Option<String>,
+    /// Register the clone in the Glue Data Catalog as database.table (clone only; a database
+    /// of LIFEBOAT_GLUE_DATABASES).
+    #[arg(long, value_name = "DB.TABLE", requires = "target")]
+    pub register: Option<String>,
     /// Carry out the restore; without it, only the plan is shown.
     #[arg(long)]
     pub execute: bool,
@@ -48,6 +52,7 @@ pub async fn run(args: RestoreArgs) -> Result<ExitCode> {
             CliMode::Repair => Mode::Repair,
         },
         target: args.target,
+        register: args.register,
         dry_run: !args.execute,
         continuation: None,
     };
@@ -120,6 +125,13 @@ pub fn describe(response: &RestoreResponse) -> String {
         );
     } else if plan.mode != Mode::Clone {
         out += "  new commit:        none\n";
+    }
+    for change in &plan.catalog {
+        out += &format!(
+            "  catalog:           {}{}\n",
+            change.describe(),
+            if change.done { " (done)" } else { "" }
+        );
     }
     for note in &plan.notes {
         out += &format!("  note:              {note}\n");

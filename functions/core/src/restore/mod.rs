@@ -16,6 +16,7 @@ use crate::copy::CopySettings;
 use crate::error::Result;
 use crate::store::Store;
 
+pub mod catalog;
 pub mod commit;
 pub mod execute;
 pub mod plan;
@@ -33,6 +34,8 @@ pub struct Restorer<S> {
     store: S,
     config: Config,
     settings: CopySettings,
+    /// The Glue Data Catalog, when `LIFEBOAT_GLUE_DATABASES` is set ([`catalog`]).
+    catalog: Option<std::sync::Arc<dyn crate::catalog::Catalog>>,
 }
 
 impl Restorer<crate::s3::S3Store> {
@@ -41,7 +44,14 @@ impl Restorer<crate::s3::S3Store> {
     pub async fn from_env() -> Result<Self> {
         let config = Config::from_env()?;
         let clients = crate::s3::Clients::from_env().await;
-        Ok(Restorer::new(clients.store(), config))
+        let glue = !config.glue_databases.is_empty();
+        let restorer = Restorer::new(clients.store(), config);
+        Ok(match glue {
+            true => restorer.with_catalog(std::sync::Arc::new(crate::catalog::GlueCatalog::new(
+                clients.glue.clone(),
+            ))),
+            false => restorer,
+        })
     }
 }
 
@@ -52,6 +62,7 @@ impl<S: Store> Restorer<S> {
             store,
             config,
             settings,
+            catalog: None,
         }
     }
 
@@ -66,11 +77,20 @@ impl<S: Store> Restorer<S> {
         deadline: Option<Instant>,
         progress: impl Fn(u64, u64) + Sync,
     ) -> Result<RestoreResponse> {
-        let plan = self.plan(request).await?;
+        let mut plan = self.plan(request).await?;
+        self.plan_catalog(request, &mut plan).await?;
         if request.dry_run {
             return Ok(RestoreResponse::new(request, plan));
         }
-        let outcome = self.execute(&plan, deadline, progress).await?;
+        let outcome = if catalog::catalog_only(&plan) {
+            Self::nothing_copied(Instant::now())
+        } else {
+            self.execute(&plan, deadline, progress).await?
+        };
+        // The entry is registered once the table it points at is whole again.
+        if outcome.complete {
+            self.apply_catalog(&mut plan).await?;
+        }
         Ok(RestoreResponse::new(request, plan).with_outcome(outcome))
     }
 }

@@ -66,6 +66,10 @@ pub struct RestorePlan {
     /// The table has no log left in the source: a rollback recreates it with its history.
     pub recreate: bool,
     pub commit: Option<PlannedCommit>,
+    /// What the restore does to the Glue Data Catalog ([`super::catalog`]): the entries it
+    /// registers again, leaves, or refuses to overwrite, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub catalog: Vec<crate::catalog::CatalogChange>,
     pub notes: Vec<String>,
     /// The first copies, as a person checks them in a dry run.
     pub copies_preview: Vec<PlannedCopy>,

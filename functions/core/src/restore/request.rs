@@ -35,6 +35,10 @@ pub struct RestoreRequest {
     pub target: Option<String>,
     #[serde(default = "default_dry_run")]
     pub dry_run: bool,
+    /// Clone only: register the clone in the Glue Data Catalog as `database.table` (a
+    /// database of `LIFEBOAT_GLUE_DATABASES`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register: Option<String>,
     /// Set by the restorer on the follow-up invocations of a long restore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continuation: Option<u32>,
@@ -44,7 +48,7 @@ fn default_dry_run() -> bool {
     true
 }
 
-const PAYLOAD_SHAPE: &str = r#"{"table": "s3://bucket/path/to/table", "mode": "rollback" | "clone" | "repair", "version": 42 | "timestamp": "2026-11-20T10:00:00Z" (optional, default: newest restorable), "target": "s3://bucket/new/path" (clone only), "dry_run": true (default)}"#;
+const PAYLOAD_SHAPE: &str = r#"{"table": "s3://bucket/path/to/table", "mode": "rollback" | "clone" | "repair", "version": 42 | "timestamp": "2026-11-20T10:00:00Z" (optional, default: newest restorable), "target": "s3://bucket/new/path" (clone only), "register": "database.table" (clone only: a Glue entry for the clone), "dry_run": true (default)}"#;
 
 impl RestoreRequest {
     /// Parses an invoke payload, with errors that show what is expected.
