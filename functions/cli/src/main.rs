@@ -7,10 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use lifeboat::keys::S3Location;
-use lifeboat::replicate::Replicator;
-use lifeboat::s3::S3Store;
 
+mod backfill_cmd;
 mod demo_cmd;
 mod replicate_cmd;
 mod restore_cmd;
@@ -35,14 +33,9 @@ enum Command {
     /// Run the replicator on an event file, or on its SQS queue's messages (--queue URL
     /// [--until-empty]) as Lambda delivers them.
     Replicate(replicate_cmd::ReplicateArgs),
-    /// Copy everything under s3://SRC/prefix that the backup lacks.
-    Backfill {
-        /// The source location, s3://bucket/prefix.
-        location: String,
-        /// Print the summary as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Copy what the backup lacks: everything under s3://SRC/prefix, or what an S3 Inventory
+    /// report lists (--inventory s3://bucket/path/manifest.json).
+    Backfill(backfill_cmd::BackfillArgs),
     /// Restore points and findings for each table (exit 3 when a table has no restorable version).
     Verify(verify_cmd::VerifyArgs),
     /// Plan (dry run) or carry out a restore: rollback, clone or repair.
@@ -84,46 +77,9 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Replicate(args) => replicate_cmd::run(args).await,
-        Command::Backfill { location, json } => {
-            let location = S3Location::parse(&location)?;
-            let replicator = replicator().await?;
-            let bar = indicatif::ProgressBar::new(0).with_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} backfill [{bar:30}] {pos}/{len} objects {elapsed}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            let summary = lifeboat::backfill::backfill(&replicator, &location, |done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            })
-            .await?;
-            bar.finish_and_clear();
-            if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
-            } else {
-                println!(
-                    "{location}: {} objects listed, {} already backed up, {} copied ({} bytes), {} conflicts, {} gone from the source, {} failed",
-                    summary.listed, summary.already_backed_up, summary.copied, summary.bytes_copied,
-                    summary.conflicts, summary.source_missing, summary.failed
-                );
-                for error in &summary.errors {
-                    println!("  failed: {error}");
-                }
-            }
-            Ok(if summary.failed > 0 {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
+        Command::Backfill(args) => backfill_cmd::run(args).await,
         Command::Verify(args) => verify_cmd::run(args).await,
         Command::Restore(args) => restore_cmd::run(args).await,
         Command::Demo(args) => demo_cmd::run(args).await,
     }
-}
-
-async fn replicator() -> Result<Replicator<S3Store>> {
-    Ok(Replicator::from_env().await?)
 }

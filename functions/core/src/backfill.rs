@@ -71,6 +71,19 @@ pub async fn backfill<S: Store>(
             Some((object, listed.is_none()))
         })
         .collect();
+    copy_all(replicator, todo, &mut summary, progress).await;
+    Ok(summary)
+}
+
+/// Copies each object (with whether a listing of the backup showed its key absent) through
+/// the replicator, `copy_concurrency` at a time, and counts the outcomes into `summary`.
+pub(crate) async fn copy_all<S: Store>(
+    replicator: &Replicator<S>,
+    todo: Vec<(ObjectRef, bool)>,
+    summary: &mut BackfillSummary,
+    progress: impl Fn(u64, u64) + Sync,
+) {
+    let config = replicator.config();
     let total = todo.len() as u64;
     let done = &std::sync::atomic::AtomicU64::new(0);
     let progress = &progress;
@@ -107,5 +120,4 @@ pub async fn backfill<S: Store>(
             }
         }
     }
-    Ok(summary)
 }

@@ -13,6 +13,7 @@ pub mod delta;
 pub mod error;
 pub mod events;
 pub mod history;
+pub mod inventory;
 pub mod keys;
 pub mod layout;
 pub mod listing;
