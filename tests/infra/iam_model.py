@@ -163,6 +163,7 @@ def is_allowed(
         "aws:SecureTransport": "true" if secure_transport else "false",
         "aws:MultiFactorAuthPresent": "true" if who.mfa else "false",
         "s3:ResourceAccount": resource_account,
+        "aws:ResourceAccount": resource_account,
         "aws:PrincipalIsAWSService": "true" if who.service else "false",
     }
     identity = decide(who.identity_policies, action, resource, None, context)

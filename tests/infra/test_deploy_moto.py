@@ -65,10 +65,10 @@ def test_functions_are_configured_from_the_parameters(admin, deployed):
         "VerifyFunctionName": (out["VerifierRoleArn"], 900, {
             **common, "LIFEBOAT_INCLUDE_PREFIXES": "", "LIFEBOAT_EXCLUDE_PATTERNS": "",
             "LIFEBOAT_QUEUE_URL": out["EventsQueueUrl"], "LIFEBOAT_TABLES": "s3://lake-a/sales,s3://lake-b/events",
-            "LIFEBOAT_PER_TABLE_METRICS": "false", "RUST_LOG": "info"}),
+            "LIFEBOAT_PER_TABLE_METRICS": "false", "LIFEBOAT_GLUE_DATABASES": "", "RUST_LOG": "info"}),
         "RestoreFunctionName": (out["RestorerRoleArn"], 900, {
             **common, "LIFEBOAT_MULTIPART_THRESHOLD_BYTES": "5368709120", "LIFEBOAT_PART_SIZE_BYTES": "268435456",
-            "LIFEBOAT_COPY_CONCURRENCY": "64", "RUST_LOG": "info"}),
+            "LIFEBOAT_COPY_CONCURRENCY": "64", "LIFEBOAT_GLUE_DATABASES": "", "RUST_LOG": "info"}),
     }
     for output, (role, timeout, env) in expected.items():
         config = lam.get_function_configuration(FunctionName=out[output])

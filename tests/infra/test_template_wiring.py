@@ -18,6 +18,8 @@ DESIGN_VARIABLES = {
     "LIFEBOAT_CONDITIONAL_COPY",
     # Per-table metrics, off by default (#15).
     "LIFEBOAT_PER_TABLE_METRICS",
+    # The Glue Data Catalog databases captured and re-registered (#16).
+    "LIFEBOAT_GLUE_DATABASES",
 }
 
 
