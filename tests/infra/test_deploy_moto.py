@@ -54,6 +54,8 @@ def test_functions_are_configured_from_the_parameters(admin, deployed):
         "LIFEBOAT_BACKUP_BUCKET": BACKUP,
         "LIFEBOAT_BACKUP_PREFIX": "{bucket}/",
         "LIFEBOAT_SOURCE_BUCKETS": "lake-a,lake-b",
+        # Single-account: both owners are this account.
+        "LIFEBOAT_BACKUP_ACCOUNT_ID": "123456789012", "LIFEBOAT_SOURCE_ACCOUNT_ID": "123456789012",
     }
     expected = {
         "ReplicateFunctionName": (out["ReplicatorRoleArn"], 300, {

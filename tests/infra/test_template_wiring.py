@@ -20,6 +20,8 @@ DESIGN_VARIABLES = {
     "LIFEBOAT_PER_TABLE_METRICS",
     # The Glue Data Catalog databases captured and re-registered (#16).
     "LIFEBOAT_GLUE_DATABASES",
+    # ExpectedBucketOwner on every S3 call (#15).
+    "LIFEBOAT_BACKUP_ACCOUNT_ID", "LIFEBOAT_SOURCE_ACCOUNT_ID",
 }
 
 
@@ -57,6 +59,9 @@ def test_functions_are_arm64_custom_runtime_from_the_code_bucket(resources):
         assert env["LIFEBOAT_BACKUP_BUCKET"] == "lifeboat-backup-222222222222-eu-west-1"
         assert env["LIFEBOAT_BACKUP_PREFIX"] == "{bucket}/"
         assert env["LIFEBOAT_SOURCE_BUCKETS"] == "lake-a"
+        # Every S3 call names the bucket's expected owner: a source bucket deleted and taken by
+        # another account is refused, not read or written.
+        assert (env["LIFEBOAT_BACKUP_ACCOUNT_ID"], env["LIFEBOAT_SOURCE_ACCOUNT_ID"]) == (ACCOUNT, "111111111111")
     # Only the replicator encrypts with the backup key explicitly (the bucket default does the
     # rest); the restorer must not put the backup account's key on source objects.
     assert "LIFEBOAT_KMS_KEY_ID" in props(resources, "ReplicateFunction")["Environment"]["Variables"]

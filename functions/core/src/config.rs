@@ -2,6 +2,8 @@
 //!
 //! Parsed once at cold start; every error names the variable and what it should hold.
 
+use std::collections::BTreeMap;
+
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::error::{Error, Result};
@@ -38,6 +40,17 @@ pub struct Config {
     /// `LIFEBOAT_GLUE_DATABASES`: the Glue databases whose Delta entries are captured and
     /// re-registered on restore; empty means the catalog side is off.
     pub glue_databases: Vec<String>,
+    /// `LIFEBOAT_PER_TABLE_METRICS`: also emit one EMF document per table (dimension `Table`,
+    /// about 5 custom metrics per table, each billed); off by default, the alarms need only
+    /// the aggregates.
+    pub per_table_metrics: bool,
+    /// `LIFEBOAT_BACKUP_ACCOUNT_ID`: the account that owns the backup bucket, sent as
+    /// `ExpectedBucketOwner` on every request to it; `None` sends none.
+    pub backup_account_id: Option<String>,
+    /// `LIFEBOAT_SOURCE_ACCOUNT_ID`: the account that owns the source buckets, sent as
+    /// `ExpectedBucketOwner` (`ExpectedSourceBucketOwner` on copies from them), so that a
+    /// source bucket deleted and re-created by someone else is never read or written.
+    pub source_account_id: Option<String>,
 }
 
 impl Config {
@@ -149,20 +162,10 @@ impl Config {
             })
             .collect::<Result<Vec<_>>>()?;
 
-        let conditional_copy = match get("LIFEBOAT_CONDITIONAL_COPY")
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("false" | "0" | "no") => false,
-            Some("true" | "1" | "yes") => true,
-            Some(other) => {
-                return Err(Error::config(
-                    "LIFEBOAT_CONDITIONAL_COPY",
-                    format!("{other:?} is not true or false"),
-                ))
-            }
-        };
+        let conditional_copy = flag(&get, "LIFEBOAT_CONDITIONAL_COPY")?;
+        let per_table_metrics = flag(&get, "LIFEBOAT_PER_TABLE_METRICS")?;
+        let backup_account_id = account_id(&get, "LIFEBOAT_BACKUP_ACCOUNT_ID")?;
+        let source_account_id = account_id(&get, "LIFEBOAT_SOURCE_ACCOUNT_ID")?;
         let glue_databases = list(get("LIFEBOAT_GLUE_DATABASES"));
         if let Some(bad) = glue_databases.iter().find(|d| {
             !d.chars()
@@ -189,6 +192,9 @@ impl Config {
             tables,
             conditional_copy,
             glue_databases,
+            per_table_metrics,
+            backup_account_id,
+            source_account_id,
         };
         Ok(config)
     }
@@ -200,6 +206,22 @@ impl Config {
 
     pub fn is_source_bucket(&self, bucket: &str) -> bool {
         self.source_buckets.iter().any(|b| b == bucket)
+    }
+
+    /// The account expected to own each bucket Lifeboat touches (the backup bucket and the
+    /// source buckets), for `ExpectedBucketOwner`; buckets of an unconfigured account are
+    /// left out.
+    pub fn bucket_owners(&self) -> BTreeMap<String, String> {
+        let mut owners = BTreeMap::new();
+        if let Some(account) = &self.source_account_id {
+            for bucket in &self.source_buckets {
+                owners.insert(bucket.clone(), account.clone());
+            }
+        }
+        if let Some(account) = &self.backup_account_id {
+            owners.insert(self.backup_bucket.clone(), account.clone());
+        }
+        owners
     }
 
     /// Whether `key` is selected by the include prefixes and exclude patterns.
@@ -222,6 +244,33 @@ fn list(value: Option<String>) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A true/false variable, false when unset.
+fn flag(get: &impl Fn(&str) -> Option<String>, variable: &'static str) -> Result<bool> {
+    match get(variable).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("false" | "0" | "no") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some(other) => Err(Error::config(
+            variable,
+            format!("{other:?} is not true or false"),
+        )),
+    }
+}
+
+/// A 12-digit AWS account id, `None` when unset.
+fn account_id(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+) -> Result<Option<String>> {
+    match get(variable) {
+        None => Ok(None),
+        Some(id) if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(id)),
+        Some(other) => Err(Error::config(
+            variable,
+            format!("{other:?} is not an AWS account id (12 digits); leave it empty to send no ExpectedBucketOwner"),
+        )),
+    }
 }
 
 fn number(
@@ -288,6 +337,44 @@ mod tests {
     }
 
     #[test]
+    fn per_table_metrics_are_opt_in() {
+        assert!(!config(&BASE).unwrap().per_table_metrics);
+        for (value, expected) in [
+            ("true", true),
+            ("TRUE", true),
+            ("false", false),
+            ("", false),
+        ] {
+            let mut vars = BASE.to_vec();
+            vars.push(("LIFEBOAT_PER_TABLE_METRICS", value));
+            assert_eq!(
+                config(&vars).unwrap().per_table_metrics,
+                expected,
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn bucket_owners_from_the_account_ids() {
+        assert!(config(&BASE).unwrap().bucket_owners().is_empty());
+        let mut vars = BASE.to_vec();
+        vars.push(("LIFEBOAT_SOURCE_ACCOUNT_ID", "111111111111"));
+        let owners = config(&vars).unwrap().bucket_owners();
+        assert_eq!(
+            owners.into_iter().collect::<Vec<_>>(),
+            [
+                ("src-a".to_string(), "111111111111".to_string()),
+                ("src-b".to_string(), "111111111111".to_string())
+            ]
+        );
+        vars.push(("LIFEBOAT_BACKUP_ACCOUNT_ID", " 222222222222 "));
+        let owners = config(&vars).unwrap().bucket_owners();
+        assert_eq!(owners["backup"], "222222222222");
+        assert_eq!(owners["src-a"], "111111111111");
+    }
+
+    #[test]
     fn glue_databases() {
         let cases: [(&str, Option<&[&str]>); 4] = [
             ("", Some(&[])),
@@ -345,6 +432,21 @@ mod tests {
             (
                 vec![("LIFEBOAT_CONDITIONAL_COPY", "maybe")],
                 "LIFEBOAT_CONDITIONAL_COPY",
+            ),
+            (
+                vec![("LIFEBOAT_PER_TABLE_METRICS", "on")],
+                "LIFEBOAT_PER_TABLE_METRICS",
+            ),
+            (
+                vec![("LIFEBOAT_BACKUP_ACCOUNT_ID", "1234")],
+                "LIFEBOAT_BACKUP_ACCOUNT_ID",
+            ),
+            (
+                vec![(
+                    "LIFEBOAT_SOURCE_ACCOUNT_ID",
+                    "arn:aws:iam::123456789012:root",
+                )],
+                "LIFEBOAT_SOURCE_ACCOUNT_ID",
             ),
             (
                 vec![("LIFEBOAT_SOURCE_BUCKETS", "backup")],
