@@ -77,6 +77,26 @@ mod tests {
 
     use super::*;
 
+    /// The fixtures in AWS's documented format, as the integration tests send them.
+    #[test]
+    fn documented_fixtures() {
+        let fill = |text: &str| {
+            text.replace("{{database}}", "sales")
+                .replace("{{table}}", "orders")
+        };
+        let cases = [
+            (include_str!("../../../../tests/fixtures/eventbridge-glue-table-state-change.json"), "UpdateTable"),
+            (include_str!("../../../../tests/fixtures/eventbridge-glue-database-state-change-delete-table.json"), "DeleteTable"),
+        ];
+        for (text, change) in cases {
+            let event: Value = serde_json::from_str(&fill(text)).unwrap();
+            assert!(CatalogEvent::is_catalog_event(&event), "{change}");
+            let parsed = CatalogEvent::parse(&event).unwrap();
+            assert_eq!(parsed.change, change);
+            assert_eq!(parsed.tables, vec![TableName::new("sales", "orders")]);
+        }
+    }
+
     #[test]
     fn events() {
         let table = json!({"source": "aws.glue", "detail-type": TABLE_STATE_CHANGE,
