@@ -312,6 +312,8 @@ def main():
     counts = {}
     try:
         (root / BACKUP).mkdir(parents=True)
+        # The source bucket exists whichever cases run: the restore clones into it.
+        (root / SOURCE).mkdir(parents=True)
         small_case = f"replicate {args.small} x 10 KB"
         large_case = f"replicate {args.large} x 64 MB"
         if "small" in only:
