@@ -10,10 +10,16 @@
 //! equal to the table at the restore point. Each prints its RPO (source commit to all of its
 //! files in the backup) and RTO (restore invoke to the table readable again).
 //!
+//! Each also prints the alarms the disaster fires (drill_alarms/: the backup template's
+//! alarms, infra/alarms.json, and the metrics the functions emitted during the drill).
+//!
 //! What moto cannot do and how it is covered: see tests/support/drill.rs, drill_lambda.rs and
 //! tests/drills/deploy.py.
 
+mod drill_alarms;
+
 use anyhow::{ensure, Context, Result};
+use drill_alarms::{mark, show_alarms, verify_with_metrics, Emitted};
 use lifeboat_tests::drill::{Drill, Replication, Restored};
 use serde_json::{json, Value};
 
@@ -172,6 +178,7 @@ async fn drill_1_erroneous_overwrite_rollback() -> Result<()> {
 
     // The disaster: a job run with the writer's credentials replaces every row.
     let versions_before = drill.backup_versions(&format!("{bucket}/{path}/")).await?;
+    let since_disaster = mark(&drill.replicate);
     let bad = drill
         .write_and_replicate(bucket, path, &["overwrite", &table, "900", "5"])
         .await?;
@@ -186,12 +193,15 @@ async fn drill_1_erroneous_overwrite_rollback() -> Result<()> {
     )
     .await?;
 
-    let t = &drill.verify_table(&table).await?;
+    let (report, verified) = verify_with_metrics(&drill).await?;
+    let t = drill.table_report(&report, &table)?;
     drill.show_report(t);
     // An overwrite is a valid commit: the verifier has nothing to flag, and what matters is
     // that the good version is still a restore point.
     ensure!(t["latest_backup_version"] == 3 && restorable(t, 2), "{t}");
     ensure!(kinds(t).is_empty(), "{t}");
+    let replicated = Emitted::since(&drill.replicate, since_disaster, |_| true).await;
+    show_alarms(&drill, &["erroneous_rewrite"], &[t], &verified, &replicated)?;
 
     let payload = json!({"table": table, "timestamp": good_time, "mode": "rollback"});
     let plan = dry_run(&drill, payload.clone(), bucket, path).await?;
@@ -282,6 +292,7 @@ async fn drill_2_table_drop_with_purge_rollback() -> Result<()> {
     let before = digests(&drill, &table).await?;
     let versions_before = drill.backup_versions(&prefix).await?;
 
+    let since_disaster = mark(&drill.replicate);
     let destroyed = drill.destroy_versions(bucket, &format!("{path}/")).await?;
     drill.drain().await?;
     drill.say(&format!("disaster: DROP TABLE with purge: {destroyed} object versions under {path}/ destroyed by the source writer, _delta_log/ included"));
@@ -304,10 +315,13 @@ async fn drill_2_table_drop_with_purge_rollback() -> Result<()> {
     )
     .await?;
 
-    let t = &drill.verify_table(&table).await?;
+    let (report, verified) = verify_with_metrics(&drill).await?;
+    let t = drill.table_report(&report, &table)?;
     drill.show_report(t);
     ensure!(kinds(t) == ["table_dropped"], "{t}");
     ensure!(finding(t, "table_dropped")?["severity"] == "critical");
+    let replicated = Emitted::since(&drill.replicate, since_disaster, |_| true).await;
+    show_alarms(&drill, &["table_drop"], &[t], &verified, &replicated)?;
     ensure!(
         t["oldest_restorable_version"] == 0 && t["newest_restorable_version"] == 6,
         "{t}"
@@ -384,6 +398,7 @@ async fn drill_3_vacuum_retain_0_hours_repair() -> Result<()> {
     let before = digests(&drill, &table).await?;
     let versions_before = drill.backup_versions(&prefix).await?;
 
+    let since_disaster = mark(&drill.replicate);
     let vacuumed = drill.delta(&drill.writer, &["vacuum", &table]).await?;
     let removed = vacuumed["removed"].as_u64().context("removed")?;
     ensure!(removed >= 3, "{vacuumed}");
@@ -404,9 +419,12 @@ async fn drill_3_vacuum_retain_0_hours_repair() -> Result<()> {
     )
     .await?;
 
-    let t = &drill.verify_table(&table).await?;
+    let (report, verified) = verify_with_metrics(&drill).await?;
+    let t = drill.table_report(&report, &table)?;
     drill.show_report(t);
     ensure!(kinds(t) == ["source_files_missing"], "{t}");
+    let replicated = Emitted::since(&drill.replicate, since_disaster, |_| true).await;
+    show_alarms(&drill, &["vacuum_retain_0"], &[t], &verified, &replicated)?;
     let f = finding(t, "source_files_missing")?;
     ensure!(
         f["count"] == removed && f["latest_version_broken"] == false,
@@ -482,6 +500,7 @@ async fn drill_4_rm_partition_and_stale_sync_repair() -> Result<()> {
     ensure!(before.as_object().map(|o| o.len()) == Some(5));
     let versions_before = drill.backup_versions(&prefix).await?;
 
+    let since_disaster = mark(&drill.replicate);
     let partition = format!("{path}/part=plain/");
     let rm = drill.rm_recursive(bucket, &partition).await?;
     let stale_keys: std::collections::BTreeSet<&String> = stale.iter().map(|(k, _)| k).collect();
@@ -526,8 +545,17 @@ async fn drill_4_rm_partition_and_stale_sync_repair() -> Result<()> {
     )
     .await?;
 
-    let t = &drill.verify_table(&table).await?;
+    let (report, verified) = verify_with_metrics(&drill).await?;
+    let t = drill.table_report(&report, &table)?;
     drill.show_report(t);
+    let replicated = Emitted::since(&drill.replicate, since_disaster, |_| true).await;
+    show_alarms(
+        &drill,
+        &["rm_recursive", "stale_sync_delete"],
+        &[t],
+        &verified,
+        &replicated,
+    )?;
     // The source's log ends two versions before the backup's.
     ensure!(
         t["lag_versions"] == -2 && t["newest_restorable_version"] == 4,
@@ -596,6 +624,7 @@ async fn drill_5_log_corruption_repair() -> Result<()> {
     let before = digests(&drill, &table).await?;
     let versions_before = drill.backup_versions(&prefix).await?;
 
+    let since_disaster = mark(&drill.replicate);
     let commit = format!("{path}/_delta_log/00000000000000000001.json");
     let checkpoint = format!("{path}/_delta_log/00000000000000000002.checkpoint.parquet");
     let mut originals = Vec::new();
@@ -627,8 +656,17 @@ async fn drill_5_log_corruption_repair() -> Result<()> {
     )
     .await?;
 
-    let t = &drill.verify_table(&table).await?;
+    let (report, verified) = verify_with_metrics(&drill).await?;
+    let t = drill.table_report(&report, &table)?;
     drill.show_report(t);
+    let replicated = Emitted::since(&drill.replicate, since_disaster, |_| true).await;
+    show_alarms(
+        &drill,
+        &["log_overwritten", "checkpoint_corrupted"],
+        &[t],
+        &verified,
+        &replicated,
+    )?;
     let f = finding(t, "log_corrupted")?;
     ensure!(f["severity"] == "critical" && f["count"] == 2, "{f}");
     ensure!(kinds(t).contains(&"backup_conflict".to_string()), "{t}");
@@ -699,6 +737,7 @@ async fn drill_6_bucket_emptied_rollback_each_table() -> Result<()> {
     drill.drain().await?;
     let versions_before = drill.backup_versions(&format!("{bucket}/")).await?;
 
+    let since_disaster = mark(&drill.replicate);
     let destroyed = drill.destroy_versions(bucket, "").await?;
     drill.drain().await?;
     ensure!(drill.list(&drill.writer, bucket, "").await?.is_empty());
@@ -713,7 +752,8 @@ async fn drill_6_bucket_emptied_rollback_each_table() -> Result<()> {
     )
     .await?;
 
-    let report = drill.verify_scheduled().await?;
+    let (report, verified) = verify_with_metrics(&drill).await?;
+    let mut dropped = Vec::new();
     for path in paths {
         let t = drill.table_report(&report, &Drill::table(bucket, path))?;
         drill.show_report(t);
@@ -721,7 +761,16 @@ async fn drill_6_bucket_emptied_rollback_each_table() -> Result<()> {
             kinds(t) == ["table_dropped"] && t["newest_restorable_version"] == 2,
             "{t}"
         );
+        dropped.push(t);
     }
+    let replicated = Emitted::since(&drill.replicate, since_disaster, |_| true).await;
+    show_alarms(
+        &drill,
+        &["bucket_emptied"],
+        &dropped,
+        &verified,
+        &replicated,
+    )?;
 
     let mut total = std::time::Duration::ZERO;
     for (path, before) in paths.iter().zip(&before) {
