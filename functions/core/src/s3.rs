@@ -1,6 +1,6 @@
 //! The production [`Store`]: `aws-sdk-s3`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -47,6 +47,10 @@ pub struct ClientSettings {
     pub region: Option<String>,
     /// `AWS_MAX_ATTEMPTS`, else [`DEFAULT_MAX_ATTEMPTS`].
     pub max_attempts: u32,
+    /// The account expected to own each bucket ([`crate::Config::bucket_owners`]), sent as
+    /// `ExpectedBucketOwner` (and `ExpectedSourceBucketOwner` on copies): S3 refuses the
+    /// request with 403 when another account owns the bucket. Empty: no owner is sent.
+    pub bucket_owners: BTreeMap<String, String>,
 }
 
 impl ClientSettings {
@@ -63,6 +67,7 @@ impl ClientSettings {
                 .and_then(|v| v.trim().parse().ok())
                 .filter(|n| *n > 0)
                 .unwrap_or(DEFAULT_MAX_ATTEMPTS),
+            bucket_owners: BTreeMap::new(),
         }
     }
 }
@@ -123,6 +128,18 @@ impl S3Store {
     pub fn client(&self) -> &Client {
         &self.client
     }
+
+    /// This store with the expected owner of each bucket
+    /// ([`crate::Config::bucket_owners`]) sent on every request.
+    pub fn with_bucket_owners(mut self, owners: BTreeMap<String, String>) -> Self {
+        self.settings.bucket_owners = owners;
+        self
+    }
+
+    /// The account expected to own `bucket`, if configured.
+    fn owner(&self, bucket: &str) -> Option<String> {
+        self.settings.bucket_owners.get(bucket).cloned()
+    }
 }
 
 type HttpResponse = aws_sdk_s3::config::http::HttpResponse;
@@ -156,12 +173,18 @@ where
     let detail = match (&code, err.message()) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (Some(code), None) => code.clone(),
+        // A HEAD response has no body to carry a code.
+        (None, _) if status == Some(403) => "Forbidden".to_string(),
         _ => format!("{}", aws_sdk_s3::error::DisplayErrorContext(&err)),
     };
-    let message = match status {
+    let mut message = match status {
         Some(status) => format!("HTTP {status} {detail}"),
         None => detail,
     };
+    if status == Some(403) {
+        // S3 answers a wrong ExpectedBucketOwner exactly as it answers a missing permission.
+        message.push_str(" (the role may not do this, or the bucket is owned by another account than the one expected: LIFEBOAT_BACKUP_ACCOUNT_ID / LIFEBOAT_SOURCE_ACCOUNT_ID)");
+    }
     Error::S3 {
         operation,
         bucket: bucket.to_string(),
@@ -196,6 +219,7 @@ impl Store for S3Store {
             .client
             .head_object()
             .bucket(bucket)
+            .set_expected_bucket_owner(self.owner(bucket))
             .key(key)
             .set_version_id(version_id.map(str::to_string))
             .send()
@@ -224,6 +248,7 @@ impl Store for S3Store {
             .client
             .get_object()
             .bucket(bucket)
+            .set_expected_bucket_owner(self.owner(bucket))
             .key(key)
             .set_version_id(version_id.map(str::to_string))
             .send()
@@ -259,6 +284,7 @@ impl Store for S3Store {
             .client
             .put_object()
             .bucket(bucket)
+            .set_expected_bucket_owner(self.owner(bucket))
             .key(key)
             .content_md5(md5)
             .set_metadata(Some(options.metadata.clone()))
@@ -299,6 +325,7 @@ impl Store for S3Store {
             .client
             .list_objects_v2()
             .bucket(bucket)
+            .set_expected_bucket_owner(self.owner(bucket))
             .prefix(prefix)
             .set_continuation_token(continuation)
             .send()
@@ -336,6 +363,7 @@ impl Store for S3Store {
             .client
             .list_objects_v2()
             .bucket(bucket)
+            .set_expected_bucket_owner(self.owner(bucket))
             .prefix(prefix)
             .delimiter("/")
             .set_continuation_token(continuation)
@@ -373,7 +401,9 @@ impl Store for S3Store {
                 pin.version_id.as_deref(),
             ))
             .set_copy_source_if_match(pin.if_match_etag.as_ref().map(|e| format!("\"{e}\"")))
+            .set_expected_source_bucket_owner(self.owner(source_bucket))
             .bucket(bucket)
+            .set_expected_bucket_owner(self.owner(bucket))
             .key(key)
             .metadata_directive(MetadataDirective::Replace)
             .set_metadata(Some(options.metadata.clone()))
@@ -412,6 +442,7 @@ impl Store for S3Store {
             .client
             .create_multipart_upload()
             .bucket(bucket)
+            .set_expected_bucket_owner(self.owner(bucket))
             .key(key)
             .set_metadata(Some(options.metadata.clone()))
             .set_content_type(options.content_type.clone());
@@ -462,7 +493,9 @@ impl Store for S3Store {
             ))
             .set_copy_source_if_match(pin.if_match_etag.as_ref().map(|e| format!("\"{e}\"")))
             .copy_source_range(format!("bytes={first}-{last}"))
+            .set_expected_source_bucket_owner(self.owner(source_bucket))
             .bucket(bucket)
+            .set_expected_bucket_owner(self.owner(bucket))
             .key(key)
             .upload_id(upload_id)
             .part_number(part_number)
@@ -504,6 +537,7 @@ impl Store for S3Store {
             .client
             .complete_multipart_upload()
             .bucket(bucket)
+            .set_expected_bucket_owner(self.owner(bucket))
             .key(key)
             .upload_id(upload_id)
             .multipart_upload(
@@ -533,6 +567,7 @@ impl Store for S3Store {
         self.client
             .abort_multipart_upload()
             .bucket(bucket)
+            .set_expected_bucket_owner(self.owner(bucket))
             .key(key)
             .upload_id(upload_id)
             .send()

@@ -88,7 +88,8 @@ impl Replicator<crate::s3::S3Store> {
     pub async fn from_env() -> Result<Self> {
         let config = Config::from_env()?;
         let clients = crate::s3::Clients::from_env().await;
-        Ok(Replicator::new(crate::s3::S3Store::new(clients.s3), config))
+        let store = crate::s3::S3Store::new(clients.s3).with_bucket_owners(config.bucket_owners());
+        Ok(Replicator::new(store, config))
     }
 }
 

@@ -45,7 +45,8 @@ impl Restorer<crate::s3::S3Store> {
         let config = Config::from_env()?;
         let clients = crate::s3::Clients::from_env().await;
         let glue = !config.glue_databases.is_empty();
-        let restorer = Restorer::new(clients.store(), config);
+        let store = clients.store().with_bucket_owners(config.bucket_owners());
+        let restorer = Restorer::new(store, config);
         Ok(match glue {
             true => restorer.with_catalog(std::sync::Arc::new(crate::catalog::GlueCatalog::new(
                 clients.glue.clone(),

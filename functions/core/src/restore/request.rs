@@ -114,6 +114,12 @@ pub fn resolve(request: &RestoreRequest, config: &Config) -> Result<Resolved> {
             if target.bucket == config.backup_bucket {
                 return Err(Error::bad_input("target must not be in the backup bucket: nothing writes there but the replicator"));
             }
+            if !config.is_source_bucket(&target.bucket) {
+                return Err(Error::bad_input(format!(
+                    "target {target} is not in a protected source bucket (LIFEBOAT_SOURCE_BUCKETS: {}): clone into one of them, where the restorer may write and the clone is backed up in turn",
+                    config.source_buckets.join(", ")
+                )));
+            }
             let inside = |a: &S3Location, b: &S3Location| {
                 a.bucket == b.bucket
                     && (a.prefix == b.prefix
@@ -245,7 +251,21 @@ mod tests {
                 json!({"table": "s3://src/t", "mode": "clone", "target": "s3://backup/x"}),
                 "backup bucket",
             ),
+            (
+                json!({"table": "s3://src/t", "mode": "clone", "target": "s3://elsewhere/x"}),
+                "target s3://elsewhere/x is not in a protected source bucket (LIFEBOAT_SOURCE_BUCKETS: src)",
+            ),
+            (
+                json!({"table": "s3://src/t", "mode": "clone", "target": "s3://src-old/t"}),
+                "target s3://src-old/t is not in a protected source bucket",
+            ),
         ];
+        let outside = RestoreRequest::from_value(
+            &json!({"table": "s3://src/t", "mode": "clone", "target": "s3://elsewhere/x"}),
+        )
+        .unwrap();
+        let refused = resolve(&outside, &config()).expect_err("a target outside the sources");
+        assert_eq!(refused.kind(), "Lifeboat.BadInput");
         for (payload, expected) in cases {
             let message = error_of(payload.clone());
             assert!(

@@ -67,7 +67,8 @@ impl Verifier<crate::s3::S3Store> {
         let settings = VerifySettings::from_env()?;
         let clients = crate::s3::Clients::from_env().await;
         let glue = !config.glue_databases.is_empty();
-        let verifier = Verifier::new(clients.store(), Some(clients.sqs.clone()), config, settings);
+        let store = clients.store().with_bucket_owners(config.bucket_owners());
+        let verifier = Verifier::new(store, Some(clients.sqs.clone()), config, settings);
         Ok(match glue {
             true => verifier.with_catalog(std::sync::Arc::new(crate::catalog::GlueCatalog::new(
                 clients.glue.clone(),
@@ -106,7 +107,7 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
         };
         let report = self.run(tables).await?;
         self.write_report(&report).await?;
-        for emf in report.metrics() {
+        for emf in report.metrics(self.config.per_table_metrics) {
             emf.emit();
         }
         Ok(serde_json::to_value(&report)?)
