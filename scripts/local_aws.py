@@ -64,6 +64,14 @@ Patches
 ``expected_bucket_owner``
     ``x-amz-expected-bucket-owner`` (and ``x-amz-source-expected-bucket-owner`` on copies)
     naming another account than the bucket's owner gives 403 AccessDenied (moto ignored it).
+``glue_resources``
+    With IAM enforcement on, a Glue Data Catalog request is authorized against the resources
+    IAM names for it, each of which the caller's policies must allow: the catalog
+    (``arn:aws:glue:REGION:ACCOUNT:catalog``), the database (``.../database/DB``) and, for a
+    table request, the table (``.../table/DB/NAME``; ``.../table/DB/*`` for ``GetTables``).
+    moto checked every Glue action against the resource ``*``, so a policy scoped to databases
+    (as the backup template's verifier and restorer policies are) allowed nothing. Denials
+    come back as Glue's JSON ``AccessDeniedException``, not moto's XML.
 
 What stays unpatched is listed in tests/local_aws/GAPS.md, with how the tests cover it.
 """
@@ -75,6 +83,7 @@ import base64
 import binascii
 import hashlib
 import itertools
+import json
 import os
 import re
 import sys
@@ -99,6 +108,7 @@ PATCHES = (
     "checksums",
     "conditional_writes",
     "expected_bucket_owner",
+    "glue_resources",
 )
 KMS = ("aws:kms", "aws:kms:dsse")
 
@@ -754,6 +764,67 @@ def patch_expected_bucket_owner() -> None:
     Response._bucket_response = bucket_response
 
 
+def glue_resource_arns(region: str, account: str, action: str, params: dict) -> list[str]:
+    """The resources IAM authorizes a Glue Data Catalog request against (catalog, database,
+    table), from the request's parameters."""
+    base = f"arn:aws:glue:{region}:{account}"
+    arns = [f"{base}:catalog"]
+    database = params.get("DatabaseName")
+    if action in ("CreateDatabase", "UpdateDatabase"):
+        database = (params.get("DatabaseInput") or {}).get("Name") or params.get("Name")
+    elif action in ("GetDatabase", "DeleteDatabase"):
+        database = params.get("Name")
+    if not database:
+        return arns
+    arns.append(f"{base}:database/{database}")
+    table = params.get("Name") or params.get("TableName")
+    if action in ("CreateTable", "UpdateTable"):
+        table = (params.get("TableInput") or {}).get("Name")
+    elif action in ("GetTables", "BatchDeleteTable", "SearchTables"):
+        table = "*"
+    if table and action not in ("CreateDatabase", "UpdateDatabase", "GetDatabase", "DeleteDatabase"):
+        arns.append(f"{base}:table/{database}/{table}")
+    return arns
+
+
+def patch_glue_resources() -> None:
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.glue.responses import GlueResponse
+    from moto.iam.access_control import IAMRequest
+    from moto import settings
+
+    def authorize(self: Any, resource: str = "*") -> None:
+        enforced = ActionAuthenticatorMixin.request_count >= settings.INITIAL_NO_AUTH_ACTION_COUNT
+        if not enforced:
+            return self._authenticate_and_authorize_action(IAMRequest, resource)
+        try:
+            params = json.loads(self.body or "{}")
+        except ValueError:
+            params = {}
+        for arn in glue_resource_arns(self.region, self.current_account, self._get_action(), params):
+            self._authenticate_and_authorize_action(IAMRequest, arn)
+
+    orig_call = GlueResponse.call_action
+
+    def call_action(self: Any) -> Any:
+        response = orig_call(self)
+        status, headers, body = response
+        text = body.decode() if isinstance(body, bytes) else str(body)
+        if status == 403 and "<Code>AccessDenied</Code>" in text:
+            message = re.search(r"<Message>(.*?)</Message>", text)
+            body = json.dumps({"__type": "AccessDeniedException",
+                               "message": message.group(1) if message else "Access denied"})
+            headers = dict(headers)
+            headers["content-type"] = "application/x-amz-json-1.1"
+            headers.pop("Content-Length", None)
+            headers.pop("content-length", None)
+            return status, headers, body
+        return response
+
+    GlueResponse._authenticate_and_authorize_normal_action = authorize
+    GlueResponse.call_action = call_action
+
+
 APPLY: dict[str, Callable[[], None]] = {
     "kms_etags": patch_kms_etags,
     "copy_single_part": patch_copy_single_part,
@@ -761,6 +832,7 @@ APPLY: dict[str, Callable[[], None]] = {
     "checksums": patch_checksums,
     "conditional_writes": patch_conditional_writes,
     "expected_bucket_owner": patch_expected_bucket_owner,
+    "glue_resources": patch_glue_resources,
 }
 _applied: list[str] = []
 

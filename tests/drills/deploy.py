@@ -11,7 +11,9 @@
    a checksum algorithm, which AWS does not require and the replicator does not send. Object
    Lock itself is proven in tests/infra.
 3. Creates the source writer (an IAM user with s3:* on the source buckets and nothing else,
-   like an ETL job's principal) and assumes the three function roles (sts:AssumeRole, while
+   like an ETL job's principal; with --glue-databases, which are created and passed as the
+   backup stack's GlueDatabases, also the Glue table actions an ETL job and metastore
+   automation use there: GetTable(s), CreateTable, UpdateTable and DeleteTable) and assumes the three function roles (sts:AssumeRole, while
    moto still accepts it: it refuses a service-principal trust once IAM is enforced).
 4. Prints one JSON document: the stack outputs, each function's deployed configuration
    (name, ARN, timeout, environment, role) with its role's credentials, and the writer's
@@ -32,10 +34,25 @@ import lifeboat_infra as infra  # noqa: E402
 ROLE_OF = {"replicate": "Replicator", "verify": "Verifier", "restore": "Restorer"}
 
 
-def allow(actions: str | list[str], resources: list[str]) -> str:
+def allow(actions: str | list[str], resources: list[str], *more: dict) -> str:
     return json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resources}]}
+        {"Version": "2012-10-17",
+         "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resources}, *more]}
     )
+
+
+def glue_table_access(databases: list[str]) -> list[dict]:
+    """What the writer does in the catalog: registers its tables, and (the disaster) drops them."""
+    if not databases:
+        return []
+    return [{
+        "Effect": "Allow",
+        "Action": ["glue:GetDatabase", "glue:GetTable", "glue:GetTables", "glue:CreateTable",
+                   "glue:UpdateTable", "glue:DeleteTable"],
+        "Resource": ["arn:aws:glue:*:*:catalog"]
+        + [f"arn:aws:glue:*:*:database/{d}" for d in databases]
+        + [f"arn:aws:glue:*:*:table/{d}/*" for d in databases],
+    }]
 
 
 def user_credentials(iam, name: str, policy: str) -> dict[str, str]:
@@ -52,12 +69,17 @@ def main() -> int:
     parser.add_argument("--stack-name", default="lifeboat")
     parser.add_argument("--source-buckets", required=True)
     parser.add_argument("--backup-bucket", default="lifeboat-backup")
+    parser.add_argument("--glue-databases", default="", help="the GlueDatabases parameter (created here)")
     args = parser.parse_args()
     sources = [b.strip() for b in args.source_buckets.split(",") if b.strip()]
+    databases = [d.strip() for d in args.glue_databases.split(",") if d.strip()]
 
     admin = infra.LocalSession(args.endpoint, args.region)
+    for database in databases:
+        admin.client("glue").create_database(DatabaseInput={"Name": database})
     deployed = infra.deploy_local_stacks(
-        admin, stack_name=args.stack_name, source_buckets=sources, backup_bucket=args.backup_bucket
+        admin, stack_name=args.stack_name, source_buckets=sources, backup_bucket=args.backup_bucket,
+        backup_parameters={"GlueDatabases": ",".join(databases)} if databases else None,
     )
     outputs = deployed["backup"]["outputs"]
     s3 = admin.client("s3")
@@ -68,7 +90,8 @@ def main() -> int:
     iam = admin.client("iam")
     writer = user_credentials(
         iam, "etl-writer",
-        allow("s3:*", [r for b in sources for r in (f"arn:aws:s3:::{b}", f"arn:aws:s3:::{b}/*")]),
+        allow("s3:*", [r for b in sources for r in (f"arn:aws:s3:::{b}", f"arn:aws:s3:::{b}/*")],
+              *glue_table_access(databases)),
     )
     assumer = user_credentials(iam, "lambda-service", allow("sts:AssumeRole", ["*"]))
     sts = admin.with_credentials(
@@ -98,6 +121,7 @@ def main() -> int:
     print(json.dumps({
         "outputs": outputs,
         "source_buckets": sources,
+        "glue_databases": databases,
         "functions": functions,
         "writer": writer,
         "applied_with_api": [a for s in skips for a in s["applied"]],

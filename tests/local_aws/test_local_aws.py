@@ -537,3 +537,63 @@ def test_expected_bucket_owner_is_checked(s3):
         Bucket=bucket, Key="c", CopySource={"Bucket": bucket, "Key": "k"},
         ExpectedSourceBucketOwner=other)) == 403
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
+
+
+# --- 7. Glue Data Catalog resources under IAM enforcement --------------------------------------
+
+
+def test_glue_resource_arns_name_catalog_database_and_table():
+    arns = local_aws.glue_resource_arns
+    base = "arn:aws:glue:us-east-1:123456789012"
+    assert arns("us-east-1", ACCOUNT, "GetTable", {"DatabaseName": "db", "Name": "t"}) == [
+        f"{base}:catalog", f"{base}:database/db", f"{base}:table/db/t"]
+    assert arns("us-east-1", ACCOUNT, "CreateTable", {"DatabaseName": "db", "TableInput": {"Name": "t"}})[-1] == (
+        f"{base}:table/db/t")
+    assert arns("us-east-1", ACCOUNT, "GetTables", {"DatabaseName": "db"})[-1] == f"{base}:table/db/*"
+    assert arns("us-east-1", ACCOUNT, "CreateDatabase", {"DatabaseInput": {"Name": "db"}}) == [
+        f"{base}:catalog", f"{base}:database/db"]
+    assert arns("us-east-1", ACCOUNT, "GetDatabases", {}) == [f"{base}:catalog"]
+
+
+def _reset_auth(endpoint: str, count: str) -> None:
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=count.encode(),
+                                     method="POST", headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5):
+        pass
+
+
+def test_glue_policies_scoped_to_a_database_allow_it_and_nothing_else(endpoint):
+    """A role scoped to one database (as the backup template scopes the verifier's and the
+    restorer's Glue access) may act on it, and is refused elsewhere with Glue's own error."""
+    admin_glue, iam = _client("glue", endpoint), _client("iam", endpoint)
+    suffix = uuid.uuid4().hex[:8]
+    mine, other = f"sales_{suffix}", f"hr_{suffix}"
+    for db in (mine, other):
+        admin_glue.create_database(DatabaseInput={"Name": db})
+        admin_glue.create_table(DatabaseName=db, TableInput={
+            "Name": "t", "StorageDescriptor": {"Location": f"s3://lake/{db}/t"}})
+    user = f"glue-{suffix}"
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["glue:GetTable", "glue:DeleteTable"],
+                       "Resource": ["arn:aws:glue:*:*:catalog", f"arn:aws:glue:*:*:database/{mine}",
+                                    f"arn:aws:glue:*:*:table/{mine}/*"]}]}))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    glue = boto3.client("glue", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id=key["AccessKeyId"],
+                        aws_secret_access_key=key["SecretAccessKey"])
+    _reset_auth(endpoint, "0")
+    try:
+        assert glue.get_table(DatabaseName=mine, Name="t")["Table"]["Name"] == "t"
+        for call in (lambda: glue.get_table(DatabaseName=other, Name="t"),
+                     lambda: glue.delete_table(DatabaseName=other, Name="t"),
+                     lambda: glue.get_tables(DatabaseName=mine)):
+            with pytest.raises(ClientError) as denied:
+                call()
+            assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+        glue.delete_table(DatabaseName=mine, Name="t")
+    finally:
+        _reset_auth(endpoint, "inf")
+    assert [t["Name"] for t in admin_glue.get_tables(DatabaseName=other)["TableList"]] == ["t"]
+    assert admin_glue.get_tables(DatabaseName=mine)["TableList"] == []

@@ -56,6 +56,8 @@ pub struct Principal {
     pub env: HashMap<String, String>,
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// The Glue Data Catalog (the drills with `GlueDatabases`).
+    pub glue: aws_sdk_glue::Client,
 }
 
 impl Principal {
@@ -95,6 +97,7 @@ impl Principal {
             env,
             s3,
             sqs: aws_sdk_sqs::Client::new(&shared),
+            glue: aws_sdk_glue::Client::new(&shared),
         })
     }
 }
@@ -157,6 +160,17 @@ impl Drill {
     /// Starts moto, deploys the stacks for `source_buckets`, switches IAM enforcement on and
     /// starts the three functions.
     pub async fn start(name: &str, source_buckets: &[&str]) -> Result<Self> {
+        Self::start_with_glue(name, source_buckets, &[]).await
+    }
+
+    /// [`Drill::start`] with the backup stack's `GlueDatabases` parameter (so
+    /// `LIFEBOAT_GLUE_DATABASES` for verify and restore, as the template sets it): the
+    /// databases are created, and the source writer may register and drop tables in them.
+    pub async fn start_with_glue(
+        name: &str,
+        source_buckets: &[&str],
+        glue_databases: &[&str],
+    ) -> Result<Self> {
         let started = Instant::now();
         let dir = crate::drill_lambda::target_dir().join("drills").join(name);
         std::fs::create_dir_all(&dir)?;
@@ -166,6 +180,7 @@ impl Drill {
             .arg(repo_root().join("tests/drills/deploy.py"))
             .args(["--endpoint", &aws.endpoint])
             .args(["--source-buckets", &source_buckets.join(",")])
+            .args(["--glue-databases", &glue_databases.join(",")])
             .output()
             .await
             .context("running tests/drills/deploy.py")?;
@@ -744,6 +759,115 @@ impl Drill {
                 .map_err(err),
         )?;
         Ok(lines)
+    }
+}
+
+/// The Glue `TableInput` an ETL job (Spark, a Glue job) registers a Delta table at `location`
+/// with: an external table, provider `delta`, the columns `(name, type)` and partition keys.
+pub fn delta_table_input(
+    name: &str,
+    location: &str,
+    columns: &[(&str, &str)],
+    partition_keys: &[(&str, &str)],
+) -> Result<aws_sdk_glue::types::TableInput> {
+    use aws_sdk_glue::types::{Column, SerDeInfo, StorageDescriptor, TableInput};
+    let cols = |list: &[(&str, &str)]| -> Result<Vec<Column>> {
+        list.iter()
+            .map(|(n, t)| Ok(Column::builder().name(*n).r#type(*t).build()?))
+            .collect()
+    };
+    Ok(TableInput::builder()
+        .name(name)
+        .table_type("EXTERNAL_TABLE")
+        .parameters("EXTERNAL", "TRUE")
+        .parameters("spark.sql.sources.provider", "delta")
+        .parameters("table_type", "DELTA")
+        .storage_descriptor(
+            StorageDescriptor::builder()
+                .location(location)
+                .set_columns(Some(cols(columns)?))
+                .input_format("org.apache.hadoop.mapred.SequenceFileInputFormat")
+                .output_format("org.apache.hadoop.hive.ql.io.HiveSequenceFileOutputFormat")
+                .serde_info(
+                    SerDeInfo::builder()
+                        .serialization_library("org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe")
+                        .parameters("serialization.format", "1")
+                        .parameters("path", location)
+                        .build(),
+                )
+                .build(),
+        )
+        .set_partition_keys(Some(cols(partition_keys)?))
+        .build()?)
+}
+
+/// The metastore side of a drill (the drills started with [`Drill::start_with_glue`]).
+impl Drill {
+    /// Registers a Delta table in the Glue Data Catalog as `who` (an ETL job's principal).
+    pub async fn register_table(
+        &self,
+        who: &Principal,
+        database: &str,
+        input: aws_sdk_glue::types::TableInput,
+    ) -> Result<()> {
+        let name = input.name().to_string();
+        who.glue
+            .create_table()
+            .database_name(database)
+            .table_input(input)
+            .send()
+            .await
+            .with_context(|| format!("Glue CreateTable {database}.{name} as the {}", who.name))?;
+        Ok(())
+    }
+
+    /// Glue `DeleteTable` as `who`: what metastore automation does when it drops a table.
+    pub async fn delete_table(&self, who: &Principal, database: &str, name: &str) -> Result<()> {
+        who.glue
+            .delete_table()
+            .database_name(database)
+            .name(name)
+            .send()
+            .await
+            .with_context(|| format!("Glue DeleteTable {database}.{name} as the {}", who.name))?;
+        Ok(())
+    }
+
+    /// The catalog entry `database.name` as `who` reads it with Glue `GetTable` (`None`: no
+    /// such entry), as the definition Lifeboat captures.
+    pub async fn get_table(
+        &self,
+        who: &Principal,
+        database: &str,
+        name: &str,
+    ) -> Result<Option<lifeboat::catalog::TableDefinition>> {
+        use lifeboat::catalog::{Catalog, GlueCatalog, TableName};
+        Ok(GlueCatalog::new(who.glue.clone())
+            .get_table(&TableName::new(database, name))
+            .await?)
+    }
+
+    /// The newest definition of `database.name` captured in the backup (read as the
+    /// verifier), and how many were captured.
+    pub async fn captured_definition(
+        &self,
+        database: &str,
+        name: &str,
+    ) -> Result<Option<(lifeboat::catalog::CapturedDefinition, usize)>> {
+        let prefix = lifeboat::layout::Layout::catalog_prefix(database, name);
+        let keys = self
+            .list(&self.verifier, &self.backup_bucket, &prefix)
+            .await?;
+        let Some(newest) = keys.iter().max() else {
+            return Ok(None);
+        };
+        let body = self
+            .get(&self.verifier, &self.backup_bucket, newest)
+            .await?;
+        let mut record: lifeboat::catalog::CapturedDefinition = serde_json::from_slice(&body)
+            .with_context(|| format!("captured definition {newest}"))?;
+        record.key = newest.clone();
+        Ok(Some((record, keys.len())))
     }
 }
 

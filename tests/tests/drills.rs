@@ -809,3 +809,163 @@ async fn drill_6_bucket_emptied_rollback_each_table() -> Result<()> {
     drill.say("after: every table verifies clean");
     Ok(())
 }
+
+/// 7. Metastore automation drops the table: with the writer's credentials it calls Glue
+/// `DeleteTable` on the table's catalog entry and purges its storage (every object version).
+/// The verifier had captured the entry's definition into the backup; rollback brings back the
+/// files and registers the entry again, as it was, and the table reads through the catalog.
+#[tokio::test]
+async fn drill_7_metastore_automation_drops_the_table() -> Result<()> {
+    let (database, name) = ("sales", "orders");
+    let drill = Drill::start_with_glue("drill-7-metastore", &["lake"], &[database]).await?;
+    let (bucket, path) = ("lake", "warehouse/sales/orders");
+    let table = Drill::table(bucket, path);
+    let prefix = format!("{bucket}/{path}/");
+
+    let r = drill
+        .write_and_replicate(bucket, path, &["write", &table, "small"])
+        .await?;
+    ensure!(r.version == 2);
+    rpo_line(&drill, "three appends", &r);
+    // The ETL job registers its table, as Spark or a Glue job does.
+    let input = lifeboat_tests::drill::delta_table_input(
+        name,
+        &table,
+        &[("id", "bigint"), ("name", "string")],
+        &[("part", "string")],
+    )?;
+    drill.register_table(&drill.writer, database, input).await?;
+    let registered = drill
+        .get_table(&drill.writer, database, name)
+        .await?
+        .context("the entry was not registered")?;
+    drill.say(&format!(
+        "the ETL job registered {database}.{name} in the Glue Data Catalog at {table} (spark.sql.sources.provider=delta)"
+    ));
+
+    // The verifier's scheduled run captures the entry's definition into the backup.
+    let t = &drill.verify_table(&table).await?;
+    drill.show_report(t);
+    ensure!(kinds(t).is_empty(), "{t}");
+    let (captured, records) = drill
+        .captured_definition(database, name)
+        .await?
+        .context("the verifier captured no definition")?;
+    ensure!(
+        captured.definition == registered && captured.table_root.as_deref() == Some(table.as_str()),
+        "captured {captured:?}, registered {registered:?}"
+    );
+    drill.say(&format!(
+        "captured: the definition of {database}.{name} ({} column(s), partition keys {:?}, {} parameter(s)) is in the backup, write-once: s3://{}/{} ({records} record(s))",
+        captured.definition.storage.columns.len(),
+        captured
+            .definition
+            .partition_keys
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        captured.definition.parameters.len(),
+        drill.backup_bucket,
+        captured.key
+    ));
+    let before = digests(&drill, &table).await?;
+    let versions_before = drill.backup_versions(&prefix).await?;
+
+    // The disaster, with the writer's credentials: DROP TABLE through the metastore, with purge.
+    let since_disaster = mark(&drill.replicate);
+    drill.delete_table(&drill.writer, database, name).await?;
+    let destroyed = drill.destroy_versions(bucket, &format!("{path}/")).await?;
+    drill.drain().await?;
+    ensure!(drill
+        .get_table(&drill.writer, database, name)
+        .await?
+        .is_none());
+    ensure!(drill
+        .list(&drill.writer, bucket, &format!("{path}/"))
+        .await?
+        .is_empty());
+    drill.say(&format!(
+        "disaster: metastore automation (the writer's credentials) called Glue DeleteTable on {database}.{name} and purged its storage: {destroyed} object versions under {path}/ destroyed, _delta_log/ included"
+    ));
+    // The wall, tried on the captured definition itself.
+    show_the_wall(&drill, &captured.key, &prefix, versions_before).await?;
+
+    let (report, verified) = verify_with_metrics(&drill).await?;
+    let t = drill.table_report(&report, &table)?;
+    drill.show_report(t);
+    let mut found = kinds(t);
+    found.sort();
+    ensure!(found == ["catalog_entry_dropped", "table_dropped"], "{t}");
+    let dropped = finding(t, "catalog_entry_dropped")?;
+    ensure!(
+        dropped["severity"] == "critical"
+            && dropped["catalog_table"] == format!("{database}.{name}"),
+        "{dropped}"
+    );
+    let replicated = Emitted::since(&drill.replicate, since_disaster, |_| true).await;
+    show_alarms(&drill, &["metastore_drop"], &[t], &verified, &replicated)?;
+
+    let payload = json!({"table": table, "mode": "rollback"});
+    let plan = dry_run(&drill, payload.clone(), bucket, path).await?;
+    ensure!(plan["plan"]["recreate"] == true, "{plan}");
+    let change = &plan["plan"]["catalog"][0];
+    ensure!(
+        change["table"] == format!("{database}.{name}")
+            && change["action"] == "create"
+            && change["location"] == table.as_str()
+            && change["done"] == false,
+        "{plan}"
+    );
+    ensure!(
+        drill
+            .get_table(&drill.writer, database, name)
+            .await?
+            .is_none(),
+        "the dry run registered the entry"
+    );
+    drill.say(&format!(
+        "restore dry run: catalog: register {database}.{name} at {table} (CreateTable), as captured at {}",
+        captured.captured_at
+    ));
+
+    let done = drill
+        .restore_table(
+            with_execute(payload),
+            Some((&drill.writer, &["digest", &table])),
+        )
+        .await?;
+    ensure!(
+        done.response["result"]["complete"] == true
+            && done.response["plan"]["catalog"][0]["done"] == true,
+        "{}",
+        done.response
+    );
+    let entry = drill
+        .get_table(&drill.writer, database, name)
+        .await?
+        .context("the restore did not register the entry again")?;
+    ensure!(
+        entry == captured.definition,
+        "GetTable returns {entry:?}, captured {:?}",
+        captured.definition
+    );
+    let location = entry.location().context("no location")?.to_string();
+    let read = drill.delta(&drill.writer, &["digest", &location]).await?;
+    ensure!(
+        read == before["2"],
+        "read at the catalog's location {location}: {read}, but version 2 was {}",
+        before["2"]
+    );
+    let n = same_versions(&drill, &table, &before).await?;
+    drill.say(&format!(
+        "read back: Glue GetTable {database}.{name} returns the captured definition; deltalake reads its location {location} as version 2 ({} rows), and all {n} versions read as before the drop",
+        read["rows"]
+    ));
+    rto_line(&drill, "rollback of the entry and the table", &done);
+
+    drill.drain().await?;
+    let t = &drill.verify_table(&table).await?;
+    ensure!(kinds(t).is_empty(), "{t}");
+    drill.say("after: the entry and the table are back, no findings");
+    Ok(())
+}
