@@ -3,8 +3,8 @@
     python fault_proxy.py --upstream http://127.0.0.1:PORT --port P --rate 0.1 --seed 7 \
         --faults slowdown,internal,reset,lost,slow
 
-Each request is forwarded unchanged, except that with probability RATE one fault (chosen
-uniformly from --faults) is injected instead:
+Each request is forwarded unchanged, except that with probability RATE one fault (the kinds of
+--faults in turn, so a handful of faults covers every kind) is injected instead:
   slowdown  503 SlowDown, request not forwarded
   internal  500 InternalError, request not forwarded
   reset     connection reset before any response, request not forwarded
@@ -38,6 +38,7 @@ class State:
         self.rate = rate
         self.random = random.Random(seed)
         self.faults = faults
+        self.injected = 0
         self.lock = threading.Lock()
         self.counts = {"requests": 0, **{f: 0 for f in faults}}
 
@@ -45,7 +46,9 @@ class State:
         with self.lock:
             self.counts["requests"] += 1
             if self.faults and self.random.random() < self.rate:
-                fault = self.random.choice(self.faults)
+                # The kinds take turns, so that a handful of faults covers every kind.
+                fault = self.faults[self.injected % len(self.faults)]
+                self.injected += 1
                 self.counts[fault] += 1
                 return fault
             return None

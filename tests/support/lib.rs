@@ -96,6 +96,32 @@ impl LocalAws {
         &self.clients.sqs
     }
 
+    /// Default encryption SSE-KMS, as the backup stack sets it.
+    pub async fn encrypt_with_kms(&self, bucket: &str) -> Result<()> {
+        use aws_sdk_s3::types::{
+            ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+            ServerSideEncryptionRule,
+        };
+        let rule = ServerSideEncryptionRule::builder()
+            .apply_server_side_encryption_by_default(
+                ServerSideEncryptionByDefault::builder()
+                    .sse_algorithm(ServerSideEncryption::AwsKms)
+                    .build()?,
+            )
+            .build();
+        self.s3()
+            .put_bucket_encryption()
+            .bucket(bucket)
+            .server_side_encryption_configuration(
+                ServerSideEncryptionConfiguration::builder()
+                    .rules(rule)
+                    .build()?,
+            )
+            .send()
+            .await?;
+        Ok(())
+    }
+
     pub async fn create_bucket(&self, name: &str, versioned: bool) -> Result<()> {
         self.s3().create_bucket().bucket(name).send().await?;
         if versioned {
@@ -350,15 +376,19 @@ impl Lab {
     pub const SRC: &'static str = "source-bucket";
     pub const BACKUP: &'static str = "backup-bucket";
 
+    /// As deployed: a versioned source; a versioned backup encrypted with SSE-KMS by default
+    /// (whose ETags are not MD5s, on the local AWS as on S3); conditional copies on.
     pub async fn start(extra: &[(&str, &str)]) -> Result<Self> {
         let aws = LocalAws::start().await?;
-        aws.create_bucket(Self::SRC, false).await?;
+        aws.create_bucket(Self::SRC, true).await?;
         aws.create_bucket(Self::BACKUP, true).await?;
+        aws.encrypt_with_kms(Self::BACKUP).await?;
         let queue = aws.notify_to_queue(Self::SRC, "lifeboat-events").await?;
         let mut vars: std::collections::HashMap<String, String> = [
             ("LIFEBOAT_BACKUP_BUCKET", Self::BACKUP),
             ("LIFEBOAT_SOURCE_BUCKETS", Self::SRC),
             ("LIFEBOAT_COPY_CONCURRENCY", "8"),
+            ("LIFEBOAT_CONDITIONAL_COPY", "true"),
         ]
         .iter()
         .chain(extra)

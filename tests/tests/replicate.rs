@@ -313,7 +313,32 @@ async fn object_deleted_before_its_event_is_recorded_not_an_error() {
     assert_eq!(messages.len(), 2, "a created and a removed event");
     let response = s.replicator.handle(&sqs_event(&messages)).await.unwrap();
     assert!(failed_ids(&response).is_empty(), "{response:?}");
-    assert!(s.aws.list_keys(BACKUP, "").await.unwrap().is_empty());
+    // The source is versioned (as deployed): the event names the version it created, which
+    // outlives the delete, so the backup keeps it. An unversioned source has nothing left to
+    // copy: that case is the pinned copy finding its source gone.
+    assert_eq!(
+        s.aws
+            .get(BACKUP, &format!("{SRC}/t/gone.parquet"))
+            .await
+            .unwrap(),
+        b"soon gone"
+    );
+    let gone = serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "eventTime": "2026-01-01T00:00:00.000Z",
+        "s3": {"bucket": {"name": SRC}, "object": {"key": "t/never.parquet", "size": 3, "eTag": "0123456789abcdef0123456789abcdef"}}
+    }]});
+    let response = serde_json::to_value(s.replicator.handle(&gone).await.unwrap()).unwrap();
+    assert_eq!(
+        response["outcomes"][0]["outcome"], "source_gone",
+        "{response}"
+    );
+    assert!(s
+        .aws
+        .list_keys(BACKUP, &format!("{SRC}/t/never"))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]

@@ -401,7 +401,10 @@ async fn a_corrupted_commit_is_reported_and_never_resent() {
     assert!(report.unrestorable_versions.is_empty());
     assert_eq!(report.newest_restorable_version, Some(2));
 
-    // Same size, other content: caught by the ETag, without reading the file.
+    // Same size, other content, written after the copy: the listing shows the later write,
+    // and the content identity (checksums, then the bytes) tells it differs. Listings show
+    // seconds: a rewrite in the very second of the copy is the replicator's to catch.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let original = lab.aws.get(SRC, &commit_key("t", 2)).await.unwrap();
     let mut flipped = original.clone();
     let at = flipped.iter().position(|b| *b == b'0').unwrap();
@@ -591,4 +594,57 @@ async fn cli_prints_restore_points_and_exits_3_when_a_table_has_no_restorable_ve
     let (code, _, err) = run(&["--table", "s3://elsewhere/t"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("LIFEBOAT_SOURCE_BUCKETS"), "{err}");
+}
+
+#[tokio::test]
+async fn a_commit_deleted_in_the_middle_of_the_source_log_is_reported_as_a_broken_log() {
+    let lab = Lab::start(&[]).await.unwrap();
+    let t = Lab::table("t");
+    lab.aws.delta(&["write", &t, "small"]).unwrap();
+    lab.aws.delta(&["append", &t, "100", "6"]).unwrap(); // v3
+    assert!(lab.drain().await.unwrap().is_empty());
+    // One commit deleted between two others, no checkpoint after it: readers fail with
+    // "expected contiguous commit files".
+    lab.aws.delete(SRC, &commit_key("t", 1)).await.unwrap();
+    assert!(lab.drain().await.unwrap().is_empty());
+    let unreadable = lab.aws.delta(&["read", &t]);
+    assert!(unreadable.is_err(), "readers fail: {unreadable:?}");
+
+    let report = verify_one(&lab, "t", true).await;
+    assert!(
+        kinds(&report).contains(&"source_log_broken".to_string()),
+        "{report:?}"
+    );
+    let f = finding(&report, "source_log_broken");
+    assert_eq!(f["severity"], "critical");
+    assert_eq!(f["missing_versions"], json!([{"first": 1, "last": 1}]));
+    assert_eq!(f["unreadable_versions"], json!([{"first": 1, "last": 3}]));
+    assert_eq!(f["latest_version_unreadable"], true);
+    assert!(f["detail"].as_str().unwrap().contains("--mode repair"));
+    assert_eq!(report.newest_restorable_version, Some(3));
+}
+
+#[tokio::test]
+async fn a_prefix_whose_commits_are_all_gone_is_dropped_whatever_else_sits_in_the_log() {
+    let lab = Lab::start(&[]).await.unwrap();
+    lab.aws
+        .delta(&["write", &Lab::table("t"), "small"])
+        .unwrap();
+    assert!(lab.drain().await.unwrap().is_empty());
+    assert!(lab.purge("t/").await.unwrap() > 10);
+    // What Databricks leaves behind in a log it has emptied.
+    lab.aws
+        .put(SRC, "t/_delta_log/.s3-optimization-0", Vec::new())
+        .await
+        .unwrap();
+    assert!(lab.drain().await.unwrap().is_empty());
+
+    let report = verify_one(&lab, "t", true).await;
+    assert!(
+        kinds(&report).contains(&"table_dropped".to_string()),
+        "{report:?}"
+    );
+    assert_eq!(finding(&report, "table_dropped")["severity"], "critical");
+    assert_eq!(report.lag_versions, None);
+    assert_eq!(report.newest_restorable_version, Some(2));
 }

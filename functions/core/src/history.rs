@@ -431,6 +431,16 @@ fn close_all(live: &mut Live, needs: &mut Vec<FileNeed>, last: u64) {
 /// Applies a commit: removes first, then adds (a file whose deletion vector changes is removed
 /// and re-added in the same commit).
 fn apply(live: &mut Live, needs: &mut Vec<FileNeed>, commit: crate::delta::Commit, version: u64) {
+    // Change data files belong to the version that wrote them (its change data feed).
+    for cdc in commit.cdc {
+        needs.push(FileNeed {
+            path: cdc.path.into_boxed_str(),
+            size: cdc.size,
+            exact: true,
+            first: version,
+            last: version,
+        });
+    }
     for path in &commit.removes {
         if let Some((path, previous)) = live.remove_entry(path.as_str()) {
             if version > previous.since {

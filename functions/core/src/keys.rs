@@ -103,11 +103,26 @@ impl fmt::Display for S3Location {
     }
 }
 
+/// Whether a key is a table's `_delta_log/_last_checkpoint`, the one Delta file rewritten in
+/// place.
+pub fn is_last_checkpoint(key: &str) -> bool {
+    key == "_delta_log/_last_checkpoint" || key.ends_with("/_delta_log/_last_checkpoint")
+}
+
 /// Whether a key is a Delta log file that must never change once written (everything under
 /// `_delta_log/` except `_last_checkpoint`).
 pub fn is_immutable_log_key(key: &str) -> bool {
     let in_log = key.starts_with("_delta_log/") || key.contains("/_delta_log/");
-    in_log && !key.ends_with("/_last_checkpoint") && key != "_delta_log/_last_checkpoint"
+    in_log && !is_last_checkpoint(key)
+}
+
+/// The folders a key lies in, deepest first, each ending in `/` (the bucket root is `""`):
+/// where a Delta table that owns the key could have its `_delta_log/`.
+pub fn ancestor_folders(key: &str) -> Vec<&str> {
+    let mut folders: Vec<&str> = key.match_indices('/').map(|(i, _)| &key[..=i]).collect();
+    folders.reverse();
+    folders.push("");
+    folders
 }
 
 #[cfg(test)]
@@ -154,6 +169,15 @@ mod tests {
         assert_eq!(loc.to_string(), "s3://b/p/q");
         assert!(S3Location::parse("b/p").is_err());
         assert!(S3Location::parse("s3:///p").is_err());
+    }
+
+    #[test]
+    fn ancestors_deepest_first() {
+        assert_eq!(
+            ancestor_folders("t/p=1/part-0.parquet"),
+            ["t/p=1/", "t/", ""]
+        );
+        assert_eq!(ancestor_folders("x.parquet"), [""]);
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub mod meta {
     pub const SOURCE_SIZE: &str = "lifeboat-source-size";
     /// RFC 3339; Delta's timestamp time travel falls back on it.
     pub const SOURCE_LAST_MODIFIED: &str = "lifeboat-source-last-modified";
+    /// On an object a restore wrote: the ETag of the backup copy it was copied from, so a
+    /// rerun knows its own copies whatever ETag S3 gave them.
+    pub const RESTORED_FROM_ETAG: &str = "lifeboat-restored-from-etag";
 }
 
 /// Everything Lifeboat keeps for itself in the backup bucket.
@@ -126,11 +129,11 @@ impl Layout {
         )
     }
 
-    /// The prefix under which the conflicts of `table`'s log files are kept.
-    pub fn log_conflicts_prefix(&self, table: &S3Location) -> String {
+    /// The prefix under which the conflicts of `table`'s files are kept.
+    pub fn table_conflicts_prefix(&self, table: &S3Location) -> String {
         format!(
             "{CONFLICTS_PREFIX}{}",
-            self.key(&table.bucket, &table.key("_delta_log/"))
+            self.key(&table.bucket, &table.dir_prefix())
         )
     }
 
@@ -207,7 +210,7 @@ mod tests {
         );
         assert!(layout
             .conflict_key("src", "t/_delta_log/00.json", "v1")
-            .starts_with(&layout.log_conflicts_prefix(&table)));
+            .starts_with(&layout.table_conflicts_prefix(&table)));
         let at = DateTime::from_timestamp(1_700_000_000, 5_000_000).unwrap();
         assert_eq!(
             Layout::report_keys(at),

@@ -4,8 +4,8 @@
 //! into this crate. Nothing here depends on `lambda_runtime`.
 
 pub mod backfill;
-pub mod catalog;
 pub mod batch;
+pub mod catalog;
 pub mod config;
 pub mod copy;
 pub mod csv;
@@ -13,6 +13,7 @@ pub mod delta;
 pub mod error;
 pub mod events;
 pub mod history;
+pub mod identity;
 pub mod inventory;
 pub mod keys;
 pub mod layout;

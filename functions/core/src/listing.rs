@@ -277,7 +277,7 @@ impl TableListing {
             etag: listed.etag.to_string(),
             version_id: None,
             last_modified: listed.last_modified(),
-            metadata: Default::default(),
+            ..ObjectInfo::default()
         }
     }
 }
@@ -294,7 +294,7 @@ mod tests {
             etag: etag.into(),
             version_id: None,
             last_modified: DateTime::from_timestamp_millis(1_700_000_000_123),
-            metadata: Default::default(),
+            ..ObjectInfo::default()
         }
     }
 

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart, MetadataDirective, ServerSideEncryption, StorageClass,
+    ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart, MetadataDirective,
+    ServerSideEncryption, StorageClass,
 };
 use aws_sdk_s3::Client;
 use base64::Engine;
@@ -16,7 +17,7 @@ use md5::{Digest, Md5};
 use crate::error::{Error, Result};
 use crate::keys::encode_copy_source;
 use crate::store::{
-    bare_etag, CopyResult, FolderPage, ListPage, ObjectInfo, PutResult, SourcePin, Store,
+    bare_etag, Checksum, CopyResult, FolderPage, ListPage, ObjectInfo, PutResult, SourcePin, Store,
     WriteOptions,
 };
 
@@ -222,17 +223,38 @@ impl Store for S3Store {
             .set_expected_bucket_owner(self.owner(bucket))
             .key(key)
             .set_version_id(version_id.map(str::to_string))
+            .checksum_mode(ChecksumMode::Enabled)
             .send()
             .await;
         match result {
-            Ok(out) => Ok(Some(ObjectInfo {
-                key: key.to_string(),
-                size: out.content_length().unwrap_or(0).max(0) as u64,
-                etag: bare_etag(out.e_tag().unwrap_or_default()),
-                version_id: out.version_id().map(str::to_string),
-                last_modified: to_chrono(out.last_modified()),
-                metadata: out.metadata().cloned().unwrap_or_default(),
-            })),
+            Ok(out) => {
+                let full_object = out.checksum_type() != Some(&ChecksumType::Composite);
+                let checksum = [
+                    ("CRC64NVME", out.checksum_crc64_nvme()),
+                    ("CRC32", out.checksum_crc32()),
+                    ("CRC32C", out.checksum_crc32_c()),
+                    ("SHA256", out.checksum_sha256()),
+                    ("SHA1", out.checksum_sha1()),
+                ]
+                .into_iter()
+                .find_map(|(algorithm, value)| {
+                    value.map(|v| Checksum {
+                        algorithm: algorithm.to_string(),
+                        value: v.to_string(),
+                        // A composite checksum carries its part count (`value-N`).
+                        full_object: full_object && !v.contains('-'),
+                    })
+                });
+                Ok(Some(ObjectInfo {
+                    key: key.to_string(),
+                    size: out.content_length().unwrap_or(0).max(0) as u64,
+                    etag: bare_etag(out.e_tag().unwrap_or_default()),
+                    version_id: out.version_id().map(str::to_string),
+                    last_modified: to_chrono(out.last_modified()),
+                    metadata: out.metadata().cloned().unwrap_or_default(),
+                    checksum,
+                }))
+            }
             Err(err) if is_not_found(&err) => Ok(None),
             Err(err) => Err(s3_error("HeadObject", bucket, key, err)),
         }
@@ -342,6 +364,7 @@ impl Store for S3Store {
                     version_id: None,
                     last_modified: to_chrono(o.last_modified()),
                     metadata: HashMap::new(),
+                    checksum: None,
                 })
             })
             .collect();

@@ -21,7 +21,6 @@ use serde_json::Value;
 /// `FindingKind::ALARMED` with their variants. Any other kind of the contract must be a
 /// variant already.
 const PENDING: &[(&str, &str)] = &[
-    ("source_log_broken", "#14"),
     ("log_diverged", "#14"),
     ("source_object_overwritten", "#13"),
 ];

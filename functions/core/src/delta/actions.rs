@@ -137,6 +137,9 @@ impl FileEntry {
 #[derive(Debug, Default, Clone)]
 pub struct Commit {
     pub adds: Vec<LiveFile>,
+    /// Change data files (`cdc` actions) this commit wrote: the change data feed of its
+    /// version reads them.
+    pub cdc: Vec<LiveFile>,
     /// Paths (relative, decoded) of removed files.
     pub removes: Vec<String>,
     /// In-commit timestamp when present, else `commitInfo.timestamp` (milliseconds).
@@ -180,6 +183,14 @@ pub fn parse_commit(root: &Url, version: u64, body: &[u8]) -> Result<Commit> {
                 size: add["size"].as_u64().unwrap_or(0),
                 dv,
             });
+        } else if let Some(cdc) = object.get("cdc") {
+            if let Some(path) = cdc["path"].as_str() {
+                commit.cdc.push(LiveFile {
+                    path: resolve_action_path(root, path),
+                    size: cdc["size"].as_u64().unwrap_or(0),
+                    dv: None,
+                });
+            }
         } else if let Some(remove) = object.get("remove") {
             if let Some(path) = remove["path"].as_str() {
                 commit.removes.push(resolve_action_path(root, path));

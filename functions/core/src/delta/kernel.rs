@@ -15,6 +15,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::actions::{dv_file, FileEntry, LiveFile};
+use super::hint::WithoutCheckpointHint;
 use super::{resolve_action_path, table_url};
 use crate::error::{Error, Result};
 use crate::keys::S3Location;
@@ -48,6 +49,9 @@ impl KernelReader {
         let store = builder
             .build()
             .map_err(|e| Error::kernel(format!("s3://{bucket}"), e))?;
+        // Reads find checkpoints by listing the log: a stale or forged `_last_checkpoint`
+        // must not make a restorable version unreadable.
+        let store = WithoutCheckpointHint::new(store);
         Ok(KernelReader {
             engine: Arc::new(DefaultEngineBuilder::new(Arc::new(store)).build()),
             bucket: bucket.to_string(),
@@ -74,6 +78,20 @@ impl KernelReader {
         Ok((detail.version, files))
     }
 
+    /// The `metaData` action (as JSON) of `table` at `version` (latest when `None`), with the
+    /// version read; no files are listed. Blocking.
+    pub fn metadata(&self, table: &S3Location, version: Option<u64>) -> Result<(u64, Value)> {
+        let root = table_url(table)?;
+        let kernel = |e: delta_kernel::KernelError| Error::kernel(table.to_string(), e);
+        let mut builder = Snapshot::builder_for(root.as_str());
+        if let Some(v) = version {
+            builder = builder.at_version(v);
+        }
+        let snapshot = builder.build(self.engine.as_ref()).map_err(kernel)?;
+        let metadata = serde_json::to_value(snapshot.table_configuration().metadata())?;
+        Ok((snapshot.version(), metadata))
+    }
+
     /// The snapshot of `table` at `version` (latest when `None`): its metadata and protocol
     /// actions and every live file with the fields its `add` action carried. Blocking.
     pub fn snapshot(&self, table: &S3Location, version: Option<u64>) -> Result<SnapshotDetail> {
@@ -93,6 +111,13 @@ impl KernelReader {
             .enable_in_commit_timestamps
             .unwrap_or(false);
         let read_version = snapshot.version();
+        let domains = snapshot
+            .get_domain_metadatas_internal(self.engine.as_ref(), None)
+            .map_err(kernel)?
+            .into_values()
+            .filter(|d| !d.is_removed())
+            .map(|d| (d.domain().to_string(), d.configuration().to_string()))
+            .collect();
         let scan = snapshot.scan_builder().build().map_err(kernel)?;
         let mut files = Vec::new();
         for metadata in scan.scan_metadata(self.engine.as_ref()).map_err(kernel)? {
@@ -106,6 +131,7 @@ impl KernelReader {
             metadata,
             protocol,
             in_commit_timestamps,
+            domains,
             files,
         })
     }
@@ -120,6 +146,8 @@ pub struct SnapshotDetail {
     /// The `protocol` action (as JSON).
     pub protocol: Value,
     pub in_commit_timestamps: bool,
+    /// The active `domainMetadata` of the snapshot: domain -> configuration.
+    pub domains: std::collections::BTreeMap<String, String>,
     pub files: Vec<FileEntry>,
 }
 

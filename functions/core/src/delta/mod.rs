@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::keys::S3Location;
 
 pub mod actions;
+pub mod hint;
 pub mod kernel;
 pub mod log;
 

@@ -192,6 +192,7 @@ pub async fn backfill_from_inventory<S: Store, Q: Queue>(
                         version_id: None,
                         last_modified: row.last_modified,
                         metadata: HashMap::new(),
+                        checksum: None,
                     },
                 })
                 .collect();

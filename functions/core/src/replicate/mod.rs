@@ -15,14 +15,17 @@ use crate::config::Config;
 use crate::copy::{copy_object_pinned, CopyRequest, CopySettings};
 use crate::error::{Error, Result};
 use crate::events::{parse_invocation, Invocation, ObjectEvent, ObjectRef};
-use crate::keys::{encode_metadata_value, is_immutable_log_key};
+use crate::identity::{same_content, Same};
+use crate::keys::{
+    ancestor_folders, encode_metadata_value, is_immutable_log_key, is_last_checkpoint,
+};
 use crate::layout::meta;
 use crate::metrics::Emf;
-use crate::store::{CopyResult, SourcePin, Store, WriteOptions};
+use crate::store::{CopyResult, ObjectInfo, SourcePin, Store, WriteOptions};
 
 pub mod placement;
 
-use placement::{conflict_tag, look_again, place, place_aside, Placement};
+use placement::{conflict_tag, event_object, look_again, place, place_aside, Placement};
 
 /// What the replicator answers: to SQS, the partial batch failure response (only the failed
 /// messages are retried); to a direct or EventBridge invocation, what happened to each event.
@@ -251,7 +254,14 @@ impl<S: Store> Replicator<S> {
         // each other instead of racing (across processes, `If-None-Match` does the same).
         let _guard = self.lock_key(&backup_key).await;
         let size = object.size.unwrap_or(0);
-        let write_once = is_immutable_log_key(&object.key);
+        let described = event_object(&object);
+        // Log files are write-once, `_last_checkpoint` is not; any other key is write-once when
+        // it belongs to a table (asked only if its content changed).
+        let mut write_once = if is_last_checkpoint(&object.key) {
+            Some(false)
+        } else {
+            is_immutable_log_key(&object.key).then_some(true)
+        };
         // Twice at most: a copy that finds the key taken meanwhile (a concurrent duplicate, or
         // a retry whose first answer was lost) looks again at what is there.
         for attempt in 0..2 {
@@ -263,24 +273,39 @@ impl<S: Store> Replicator<S> {
             } else {
                 self.store.head(backup_bucket, &backup_key, None).await?
             };
-            let (destination, if_absent, conflict_with) = match place(
-                existing.as_ref(),
-                &object,
-                write_once,
-            ) {
-                Placement::AlreadyThere => {
-                    tracing::debug!(bucket = %object.bucket, key = %object.key, "already in the backup");
-                    return Ok(Outcome::Duplicate);
-                }
-                Placement::Copy { if_absent } => (backup_key.clone(), if_absent, None),
-                Placement::KeepAside => {
-                    let original = existing.map(|e| e.metadata).unwrap_or_default();
-                    let tag = conflict_tag(&object, Utc::now().timestamp_millis());
-                    let aside = layout.conflict_key(&object.bucket, &object.key, &tag);
-                    let kept = self.store.head(backup_bucket, &aside, None).await?;
-                    match place_aside(kept.as_ref(), &object) {
-                        Placement::Copy { if_absent } => (aside, if_absent, Some(original)),
-                        _ => return Ok(self.report_conflict(&object, &original, aside)),
+            let mut same = match &existing {
+                Some(held) => same_content(held, &described),
+                None => Same::Unknown,
+            };
+            let (destination, if_absent, conflict_with) = loop {
+                match place(existing.as_ref(), same, write_once) {
+                    Placement::AlreadyThere => {
+                        tracing::debug!(bucket = %object.bucket, key = %object.key, "already in the backup");
+                        return Ok(Outcome::Duplicate);
+                    }
+                    Placement::Copy { if_absent } => break (backup_key.clone(), if_absent, None),
+                    Placement::LookCloser => {
+                        let held = existing.as_ref().expect("placed against an existing copy");
+                        same = self.look_closer(held, &object).await?;
+                    }
+                    Placement::FindTable => {
+                        write_once = Some(self.in_table(&object.bucket, &object.key).await?);
+                    }
+                    Placement::KeepAside => {
+                        let original = existing.clone().map(|e| e.metadata).unwrap_or_default();
+                        let tag = conflict_tag(&object, Utc::now().timestamp_millis());
+                        let aside = layout.conflict_key(&object.bucket, &object.key, &tag);
+                        let kept = self.store.head(backup_bucket, &aside, None).await?;
+                        let kept_same = match &kept {
+                            Some(k) => same_content(k, &described),
+                            None => Same::Unknown,
+                        };
+                        match place_aside(kept.as_ref(), kept_same) {
+                            Placement::Copy { if_absent } => {
+                                break (aside, if_absent, Some(original))
+                            }
+                            _ => return Ok(self.report_conflict(&object, &original, aside)),
+                        }
                     }
                 }
             };
@@ -340,6 +365,56 @@ impl<S: Store> Replicator<S> {
             retryable: true,
             source: None,
         })
+    }
+
+    /// Whether the backup copy `held` is the source content `object` describes, when metadata
+    /// alone could not tell: the source's checksum first (one HEAD), then the bytes.
+    async fn look_closer(&self, held: &ObjectInfo, object: &ObjectRef) -> Result<Same> {
+        let version = object.version_id.as_deref();
+        let Some(source) = self
+            .store
+            .head(&object.bucket, &object.key, version)
+            .await?
+        else {
+            // The source is gone: the copy that follows finds it gone and says so.
+            return Ok(Same::No);
+        };
+        if let Some(answer) = same_content(held, &source).decided() {
+            return Ok(if answer { Same::Yes } else { Same::No });
+        }
+        let backup = self
+            .store
+            .get(
+                &self.config.backup_bucket,
+                &held.key,
+                held.version_id.as_deref(),
+            )
+            .await?;
+        let current = self.store.get(&object.bucket, &object.key, version).await?;
+        Ok(if backup.is_some() && backup == current {
+            Same::Yes
+        } else {
+            Same::No
+        })
+    }
+
+    /// Whether `key` belongs to a Delta table: some folder it lies in has a `_delta_log/` in
+    /// the backup. Asked only when a key's content changed (one LIST per folder level).
+    async fn in_table(&self, bucket: &str, key: &str) -> Result<bool> {
+        for folder in ancestor_folders(key) {
+            let log = self
+                .config
+                .layout()
+                .key(bucket, &format!("{folder}_delta_log/"));
+            let page = self
+                .store
+                .list_page(&self.config.backup_bucket, &log, None)
+                .await?;
+            if !page.objects.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Serializes work on one backup key within this process.

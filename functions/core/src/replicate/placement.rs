@@ -1,21 +1,22 @@
-//! The replicator's placement decision, as plain functions of what the backup holds and what
-//! the event describes: copy, already there, keep aside as a conflict, or look again.
+//! The replicator's placement decision, as a plain function of what the backup holds, whether
+//! it is the content the event describes, and whether the key is write-once: copy, already
+//! there, keep aside as a conflict, or look closer first.
 //!
 //! Invariants:
-//! - the first copy of a write-once key is authoritative: a later, different content never
-//!   replaces it, it is kept aside under the layout's conflicts prefix;
-//! - the same content (by the source identity recorded on the backup copy) is never copied
-//!   twice;
+//! - every object of a Delta table is write-once: the first copy is authoritative, and a
+//!   later, different content never replaces it; it is kept aside under the layout's
+//!   conflicts prefix. Objects outside any table are last-writer-wins, with versions;
+//! - the same content (decided by [`crate::identity`], never by ETag or version id alone) is
+//!   never copied twice: a duplicate event, an in-place rewrite of the same bytes, a restore
+//!   writing the original back;
 //! - a copy onto a key that holds nothing is conditional (`If-None-Match: *`), so a concurrent
 //!   duplicate cannot write a second version behind our back.
 
-use std::collections::HashMap;
-
 use crate::events::ObjectRef;
-use crate::layout::meta;
+use crate::identity::Same;
 use crate::store::ObjectInfo;
 
-/// Where the content an event describes goes.
+/// Where the content an event describes goes, or what to find out first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
     /// Copy it to the backup key; `if_absent` when nothing is there yet.
@@ -24,25 +25,34 @@ pub enum Placement {
     AlreadyThere,
     /// A write-once key holds other content: the new content goes aside, the original stays.
     KeepAside,
+    /// Metadata cannot tell whether the backup holds this content: look at the source's
+    /// checksum, then at the bytes.
+    LookCloser,
+    /// The backup holds other content under a key that may belong to a table: find out.
+    FindTable,
 }
 
-/// Where the content goes, given what the backup key holds (`None`: nothing, or not looked
-/// at) and whether the key is write-once.
-pub fn place(existing: Option<&ObjectInfo>, object: &ObjectRef, write_once: bool) -> Placement {
-    match existing {
-        None => Placement::Copy { if_absent: true },
-        Some(held) if same_content(&held.metadata, held.size, object) => Placement::AlreadyThere,
-        Some(_) if write_once => Placement::KeepAside,
+/// Where the content goes: `existing` is what the backup key holds (`None`: nothing, or not
+/// looked at), `same` whether it is the event's content, `write_once` whether the key belongs
+/// to a Delta table (`None`: not known yet).
+pub fn place(existing: Option<&ObjectInfo>, same: Same, write_once: Option<bool>) -> Placement {
+    match (existing, same, write_once) {
+        (None, _, _) => Placement::Copy { if_absent: true },
+        (Some(_), Same::Yes, _) => Placement::AlreadyThere,
+        (Some(_), Same::Unknown, _) => Placement::LookCloser,
+        (Some(_), Same::No, None) => Placement::FindTable,
+        (Some(_), Same::No, Some(true)) => Placement::KeepAside,
         // A mutable key (`_last_checkpoint`, objects outside tables): a new version.
-        Some(_) => Placement::Copy { if_absent: false },
+        (Some(_), Same::No, Some(false)) => Placement::Copy { if_absent: false },
     }
 }
 
-/// Where conflicting content goes, given what its conflict key holds already.
-pub fn place_aside(kept: Option<&ObjectInfo>, object: &ObjectRef) -> Placement {
-    match kept {
-        Some(kept) if same_content(&kept.metadata, kept.size, object) => Placement::AlreadyThere,
-        kept => Placement::Copy {
+/// Where conflicting content goes, given what its conflict key holds already and whether
+/// that is the same content.
+pub fn place_aside(kept: Option<&ObjectInfo>, same: Same) -> Placement {
+    match (kept, same) {
+        (Some(_), Same::Yes) => Placement::AlreadyThere,
+        (kept, _) => Placement::Copy {
             if_absent: kept.is_none(),
         },
     }
@@ -55,15 +65,15 @@ pub fn look_again(if_absent: bool, destination_now: Option<&ObjectInfo>) -> bool
     if_absent && destination_now.is_some()
 }
 
-/// Whether a backup object (its metadata and size) holds what `object` describes.
-pub fn same_content(metadata: &HashMap<String, String>, size: u64, object: &ObjectRef) -> bool {
-    if let (Some(theirs), Some(ours)) = (metadata.get(meta::SOURCE_VERSION_ID), &object.version_id)
-    {
-        return theirs == ours;
-    }
-    match (metadata.get(meta::SOURCE_ETAG), &object.etag) {
-        (Some(theirs), Some(ours)) => theirs == ours && object.size.is_none_or(|s| s == size),
-        _ => false,
+/// The source object an event describes, as identity compares it.
+pub fn event_object(object: &ObjectRef) -> ObjectInfo {
+    ObjectInfo {
+        key: object.key.clone(),
+        size: object.size.unwrap_or(0),
+        etag: object.etag.clone().unwrap_or_default(),
+        version_id: object.version_id.clone(),
+        last_modified: object.event_time,
+        ..ObjectInfo::default()
     }
 }
 
@@ -92,116 +102,56 @@ mod tests {
         }
     }
 
-    fn held(version: Option<&str>, etag: Option<&str>, size: u64) -> ObjectInfo {
-        let mut metadata = HashMap::new();
-        if let Some(v) = version {
-            metadata.insert(meta::SOURCE_VERSION_ID.to_string(), v.to_string());
-        }
-        if let Some(e) = etag {
-            metadata.insert(meta::SOURCE_ETAG.to_string(), e.to_string());
-        }
-        ObjectInfo {
-            key: "k".into(),
-            size,
-            etag: "backup-etag".into(),
-            version_id: Some("b1".into()),
-            last_modified: None,
-            metadata,
-        }
-    }
-
     #[test]
     fn placement_table() {
         use Placement::*;
+        let held = ObjectInfo::default();
         let cases = [
-            // (what the backup holds, the event, write-once, expected)
+            // (what the backup holds, same content?, write-once?, expected)
+            (None, Same::Unknown, None, Copy { if_absent: true }),
+            (None, Same::No, Some(true), Copy { if_absent: true }),
+            (Some(&held), Same::Yes, None, AlreadyThere),
+            (Some(&held), Same::Yes, Some(true), AlreadyThere),
+            (Some(&held), Same::Unknown, Some(true), LookCloser),
+            (Some(&held), Same::No, None, FindTable),
+            (Some(&held), Same::No, Some(true), KeepAside),
             (
-                None,
-                object(None, Some("e1"), Some(3)),
-                true,
-                Copy { if_absent: true },
-            ),
-            (
-                None,
-                object(Some("v1"), None, None),
-                false,
-                Copy { if_absent: true },
-            ),
-            (
-                Some(held(None, Some("e1"), 3)),
-                object(None, Some("e1"), Some(3)),
-                true,
-                AlreadyThere,
-            ),
-            (
-                Some(held(Some("v1"), Some("e1"), 3)),
-                object(Some("v1"), Some("e1"), Some(3)),
-                true,
-                AlreadyThere,
-            ),
-            // Same ETag, another size: not the same content.
-            (
-                Some(held(None, Some("e1"), 3)),
-                object(None, Some("e1"), Some(4)),
-                true,
-                KeepAside,
-            ),
-            (
-                Some(held(None, Some("e1"), 3)),
-                object(None, Some("e2"), Some(3)),
-                true,
-                KeepAside,
-            ),
-            (
-                Some(held(Some("v1"), Some("e1"), 3)),
-                object(Some("v2"), Some("e1"), Some(3)),
-                true,
-                KeepAside,
-            ),
-            // A mutable key takes the new content as a new version.
-            (
-                Some(held(None, Some("e1"), 3)),
-                object(None, Some("e2"), Some(3)),
-                false,
+                Some(&held),
+                Same::No,
+                Some(false),
                 Copy { if_absent: false },
             ),
-            // A backup object without Lifeboat's metadata is never taken for the same content.
-            (
-                Some(held(None, None, 3)),
-                object(None, Some("e1"), Some(3)),
-                true,
-                KeepAside,
-            ),
         ];
-        for (existing, event, write_once, expected) in cases {
+        for (existing, same, write_once, expected) in cases {
             assert_eq!(
-                place(existing.as_ref(), &event, write_once),
+                place(existing, same, write_once),
                 expected,
-                "{existing:?} / {event:?} / write_once={write_once}"
+                "{existing:?} / {same:?} / write_once={write_once:?}"
             );
         }
     }
 
     #[test]
     fn conflicts_are_kept_once() {
-        let event = object(None, Some("e2"), Some(3));
-        assert_eq!(
-            place_aside(None, &event),
-            Placement::Copy { if_absent: true }
-        );
-        assert_eq!(
-            place_aside(Some(&held(None, Some("e2"), 3)), &event),
-            Placement::AlreadyThere
-        );
-        assert_eq!(
-            place_aside(Some(&held(None, Some("e3"), 3)), &event),
-            Placement::Copy { if_absent: false }
-        );
+        let kept = ObjectInfo::default();
+        let cases = [
+            (None, Same::Unknown, Placement::Copy { if_absent: true }),
+            (Some(&kept), Same::Yes, Placement::AlreadyThere),
+            (Some(&kept), Same::No, Placement::Copy { if_absent: false }),
+            (
+                Some(&kept),
+                Same::Unknown,
+                Placement::Copy { if_absent: false },
+            ),
+        ];
+        for (kept, same, expected) in cases {
+            assert_eq!(place_aside(kept, same), expected, "{kept:?} {same:?}");
+        }
     }
 
     #[test]
     fn precondition_failures() {
-        let there = held(None, Some("e1"), 3);
+        let there = ObjectInfo::default();
         let cases = [
             (true, Some(&there), true),
             (true, None, false),

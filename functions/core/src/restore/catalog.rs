@@ -190,6 +190,7 @@ mod tests {
         let copy = crate::restore::PlannedCopy {
             path: "x.parquet".into(),
             size: 1,
+            etag: "e".into(),
             reason: crate::restore::CopyReason::Data,
         };
         let plan = |mode,

@@ -8,8 +8,17 @@
 //!   and re-added;
 //! - the commit never goes backwards in time where in-commit timestamps are on: its timestamp
 //!   is after the previous commit's;
+//! - the protocol never goes down: the commit carries the union of the current and the restore
+//!   point's protocols (a rollback to before `DROP FEATURE deletionVectors` brings back files
+//!   with deletion vectors, which readers apply only under a protocol that has the feature);
+//! - the restore point's `domainMetadata` comes back (clustering columns, user domains), and a
+//!   domain it lacks is removed; the row-tracking high-water mark never goes down;
+//! - in-commit timestamps stay as they are now (on with an `inCommitTimestamp` in the commit, or
+//!   off): the restore point's ICT properties are never written back;
+//! - identity-column high-water marks and `delta.columnMapping.maxColumnId` never go down;
+//! - files re-added to a table with row tracking that carry no `baseRowId` get fresh row ids;
 //! - what Lifeboat cannot commit correctly (an unknown writer feature, an append-only table that
-//!   would lose files) is refused, saying why.
+//!   would lose files, a protocol past reader 3 / writer 7) is refused, saying why.
 
 use std::collections::{HashMap, HashSet};
 
@@ -28,6 +37,13 @@ pub struct PlannedCommit {
     pub files_to_add: u64,
     pub files_to_remove: u64,
     pub metadata_restored: bool,
+    /// The commit carries a `protocol` action (the union of the current and the restore
+    /// point's protocols, when it differs from the current one).
+    #[serde(default)]
+    pub protocol_upgraded: bool,
+    /// Domains the commit sets or removes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains_changed: Vec<String>,
     /// The first actions, as a person checks them in a dry run.
     pub preview: Vec<Value>,
     /// The actions, one JSON object per line of the commit file.
@@ -63,14 +79,17 @@ pub fn restore_commit(
         )));
     }
     check_writable(&current.protocol, &current.metadata)?;
+    let protocol = union_protocol(&current.protocol, &restore_point.protocol)?;
+    check_writable(&protocol, &current.metadata)?;
     let current_ids: HashMap<(String, Option<String>), &FileEntry> =
         current.files.iter().map(|f| (f.identity(), f)).collect();
     let wanted_ids: HashSet<(String, Option<String>)> =
         restore_point.files.iter().map(|f| f.identity()).collect();
-    let adds: Vec<&FileEntry> = restore_point
+    let mut adds: Vec<FileEntry> = restore_point
         .files
         .iter()
         .filter(|f| !current_ids.contains_key(&f.identity()))
+        .cloned()
         .collect();
     let removes: Vec<&FileEntry> = current
         .files
@@ -83,7 +102,22 @@ pub fn restore_commit(
             removes.len()
         )));
     }
-    let metadata_restored = restore_point.metadata != current.metadata;
+    let commit_version = current.version + 1;
+    let mut domains = restored_domains(restore_point, current)?;
+    if has_writer_feature(&protocol, "rowTracking") {
+        if let Some(mark) = fresh_row_ids(&mut adds, &domains.row_tracking, commit_version)? {
+            domains.set_row_tracking(mark);
+        }
+    }
+    let metadata = restored_metadata(restore_point, current)?;
+    let metadata_restored = metadata != current.metadata;
+    let protocol_upgraded = protocol != current.protocol;
+    if !domains.actions.is_empty() && !has_writer_feature(&protocol, "domainMetadata") {
+        return Err(Error::UnsupportedTable(format!(
+            "{table}: the rollback must change domain metadata ({}) but neither protocol supports the domainMetadata feature",
+            domains.names().join(", ")
+        )));
+    }
     let mut commit_info = json!({
         "timestamp": now_ms,
         "operation": "RESTORE",
@@ -102,35 +136,353 @@ pub fn restore_commit(
     if current.in_commit_timestamps {
         commit_info["inCommitTimestamp"] = json!(now_ms.max(previous_commit_ms.unwrap_or(0) + 1));
     }
+    // commitInfo first: with in-commit timestamps on, readers take the time from the first
+    // action.
     let mut actions = vec![json!({ "commitInfo": commit_info })];
+    if protocol_upgraded {
+        actions.push(json!({ "protocol": protocol }));
+    }
     if metadata_restored {
-        let mut metadata = restore_point.metadata.clone();
-        // The table keeps its identity and the properties that govern how it is written.
-        metadata["id"] = current.metadata["id"].clone();
-        if current.in_commit_timestamps {
-            for key in [
-                "delta.enableInCommitTimestamps",
-                "delta.inCommitTimestampEnablementVersion",
-                "delta.inCommitTimestampEnablementTimestamp",
-            ] {
-                if let Some(value) = current.metadata["configuration"].get(key) {
-                    metadata["configuration"][key] = value.clone();
-                }
-            }
-        }
         actions.push(json!({ "metaData": metadata }));
     }
+    let domains_changed = domains.names();
+    actions.extend(domains.actions);
     actions.extend(removes.iter().map(|f| f.remove_action(now_ms)));
     actions.extend(adds.iter().map(|f| f.add_action()));
     Ok(PlannedCommit {
-        version: current.version + 1,
+        version: commit_version,
         read_version: current.version,
         files_to_add: adds.len() as u64,
         files_to_remove: removes.len() as u64,
         metadata_restored,
+        protocol_upgraded,
+        domains_changed,
         preview: actions.iter().take(PREVIEW_ACTIONS).cloned().collect(),
         actions,
     })
+}
+
+/// Table features a legacy writer version stands for.
+fn legacy_writer_features(version: i64) -> Vec<&'static str> {
+    let ladder: [(i64, &[&str]); 5] = [
+        (2, &["appendOnly", "invariants"]),
+        (3, &["checkConstraints"]),
+        (4, &["changeDataFeed", "generatedColumns"]),
+        (5, &["columnMapping"]),
+        (6, &["identityColumns"]),
+    ];
+    ladder
+        .iter()
+        .filter(|(v, _)| version >= *v)
+        .flat_map(|(_, features)| features.iter().copied())
+        .collect()
+}
+
+/// Table features a legacy reader version stands for.
+fn legacy_reader_features(version: i64) -> Vec<&'static str> {
+    if version >= 2 {
+        vec!["columnMapping"]
+    } else {
+        Vec::new()
+    }
+}
+
+fn versions_of(protocol: &Value) -> (i64, i64) {
+    (
+        protocol["minReaderVersion"].as_i64().unwrap_or(1),
+        protocol["minWriterVersion"].as_i64().unwrap_or(2),
+    )
+}
+
+/// The features a protocol supports, explicit (table-features form) or implied (legacy).
+fn features_of(protocol: &Value, key: &str) -> Vec<String> {
+    let (reader, writer) = versions_of(protocol);
+    let (explicit, implied) = match key {
+        "readerFeatures" => (reader >= 3, legacy_reader_features(reader)),
+        _ => (writer >= 7, legacy_writer_features(writer)),
+    };
+    if explicit {
+        protocol[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        implied.into_iter().map(str::to_string).collect()
+    }
+}
+
+fn has_writer_feature(protocol: &Value, feature: &str) -> bool {
+    features_of(protocol, "writerFeatures")
+        .iter()
+        .any(|f| f == feature)
+}
+
+/// The union of two protocols: the higher reader and writer versions, and every feature
+/// either supports, in the table-features form when either uses it (legacy versions are turned
+/// into the features they stand for, so nothing either supported is lost). Current features
+/// come first, in their order.
+pub fn union_protocol(current: &Value, restore_point: &Value) -> Result<Value> {
+    let (cr, cw) = versions_of(current);
+    let (pr, pw) = versions_of(restore_point);
+    let (reader, writer) = (cr.max(pr), cw.max(pw));
+    if reader > 3 {
+        return Err(Error::UnsupportedTable(format!(
+            "the table needs reader version {reader}; Lifeboat knows readers up to 3. Use clone"
+        )));
+    }
+    if reader < 3 && writer < 7 {
+        return Ok(json!({"minReaderVersion": reader, "minWriterVersion": writer}));
+    }
+    let union = |key: &str| {
+        let mut all = features_of(current, key);
+        for f in features_of(restore_point, key) {
+            if !all.contains(&f) {
+                all.push(f);
+            }
+        }
+        all
+    };
+    let mut writer_features = union("writerFeatures");
+    if reader < 3 {
+        // Writer 7 with a legacy reader: readers need no features beyond the legacy ones.
+        for f in legacy_reader_features(reader) {
+            if !writer_features.iter().any(|w| w == f) {
+                writer_features.push(f.to_string());
+            }
+        }
+        return Ok(json!({
+            "minReaderVersion": reader,
+            "minWriterVersion": 7,
+            "writerFeatures": writer_features,
+        }));
+    }
+    let reader_features = union("readerFeatures");
+    // Every reader feature is a writer feature too.
+    for f in &reader_features {
+        if !writer_features.contains(f) {
+            writer_features.push(f.clone());
+        }
+    }
+    Ok(json!({
+        "minReaderVersion": 3,
+        "minWriterVersion": 7,
+        "readerFeatures": reader_features,
+        "writerFeatures": writer_features,
+    }))
+}
+
+/// Properties that record when in-commit timestamps were switched on: always as the table has
+/// them now (ICT is never switched back on, nor off, by a rollback).
+const ICT_PROPERTIES: [&str; 3] = [
+    "delta.enableInCommitTimestamps",
+    "delta.inCommitTimestampEnablementVersion",
+    "delta.inCommitTimestampEnablementTimestamp",
+];
+
+/// The restore point's `metaData`, keeping what must not go back: the table's id, the ICT
+/// properties, `delta.columnMapping.maxColumnId` and identity-column high-water marks.
+fn restored_metadata(restore_point: &SnapshotDetail, current: &SnapshotDetail) -> Result<Value> {
+    let mut metadata = restore_point.metadata.clone();
+    if restore_point.metadata == current.metadata {
+        return Ok(metadata);
+    }
+    metadata["id"] = current.metadata["id"].clone();
+    let now = &current.metadata["configuration"];
+    if !metadata["configuration"].is_object() {
+        metadata["configuration"] = json!({});
+    }
+    let configuration = metadata["configuration"]
+        .as_object_mut()
+        .expect("an object");
+    for key in ICT_PROPERTIES {
+        match now.get(key) {
+            Some(value) => configuration.insert(key.to_string(), value.clone()),
+            None => configuration.remove(key),
+        };
+    }
+    const MAX_COLUMN_ID: &str = "delta.columnMapping.maxColumnId";
+    let id = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .and_then(|s| s.parse::<i64>().ok())
+    };
+    if let Some(highest) = id(now.get(MAX_COLUMN_ID)) {
+        if id(configuration.get(MAX_COLUMN_ID)).is_none_or(|then| then < highest) {
+            configuration.insert(MAX_COLUMN_ID.into(), Value::String(highest.to_string()));
+        }
+    }
+    if let (Some(then), Some(now)) = (
+        metadata["schemaString"].as_str(),
+        current.metadata["schemaString"].as_str(),
+    ) {
+        if let Some(schema) = keep_identity_high_water_marks(then, now)? {
+            metadata["schemaString"] = Value::String(schema);
+        }
+    }
+    Ok(metadata)
+}
+
+const IDENTITY_HIGH_WATER_MARK: &str = "delta.identity.highWaterMark";
+
+/// The restore point's schema with each identity column's high-water mark kept where the
+/// current one is further along (in the column's step direction), so that values the table
+/// has handed out are never handed out again. `None` when nothing changes.
+fn keep_identity_high_water_marks(then: &str, now: &str) -> Result<Option<String>> {
+    if !now.contains(IDENTITY_HIGH_WATER_MARK) {
+        return Ok(None);
+    }
+    let parse = |s: &str| {
+        serde_json::from_str::<Value>(s).map_err(|e| {
+            Error::UnsupportedTable(format!(
+                "the table's schemaString is not JSON ({e}): Lifeboat cannot carry its identity columns over"
+            ))
+        })
+    };
+    let (mut restored, current) = (parse(then)?, parse(now)?);
+    let key_of = |field: &Value| {
+        field["metadata"]["delta.columnMapping.id"]
+            .as_i64()
+            .map(|id| format!("#{id}"))
+            .or_else(|| field["name"].as_str().map(str::to_string))
+    };
+    let marks: HashMap<String, (i64, i64)> = current["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| {
+            let mark = f["metadata"][IDENTITY_HIGH_WATER_MARK].as_i64()?;
+            let step = f["metadata"]["delta.identity.step"].as_i64().unwrap_or(1);
+            Some((key_of(f)?, (mark, step)))
+        })
+        .collect();
+    let mut changed = false;
+    for field in restored["fields"].as_array_mut().into_iter().flatten() {
+        let Some((mark, step)) = key_of(field).and_then(|k| marks.get(&k).copied()) else {
+            continue;
+        };
+        let meta = &mut field["metadata"];
+        if meta.get("delta.identity.start").is_none() {
+            continue; // not an identity column at the restore point
+        }
+        let further = match meta[IDENTITY_HIGH_WATER_MARK].as_i64() {
+            None => true,
+            Some(then) if step >= 0 => mark > then,
+            Some(then) => mark < then,
+        };
+        if further {
+            meta[IDENTITY_HIGH_WATER_MARK] = json!(mark);
+            changed = true;
+        }
+    }
+    Ok(changed.then(|| restored.to_string()))
+}
+
+const ROW_TRACKING_DOMAIN: &str = "delta.rowTracking";
+
+/// The `domainMetadata` actions of the commit.
+struct Domains {
+    actions: Vec<Value>,
+    /// The row-tracking domain's configuration the table ends with.
+    row_tracking: Option<String>,
+}
+
+impl Domains {
+    fn names(&self) -> Vec<String> {
+        self.actions
+            .iter()
+            .filter_map(|a| a["domainMetadata"]["domain"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Sets the row-tracking high-water mark (replacing any action for the domain).
+    fn set_row_tracking(&mut self, mark: i64) {
+        self.actions
+            .retain(|a| a["domainMetadata"]["domain"] != ROW_TRACKING_DOMAIN);
+        let configuration = json!({"rowIdHighWaterMark": mark}).to_string();
+        self.actions.push(json!({"domainMetadata": {
+            "domain": ROW_TRACKING_DOMAIN, "configuration": configuration, "removed": false,
+        }}));
+        self.row_tracking = Some(configuration);
+    }
+}
+
+fn row_id_high_water_mark(configuration: Option<&String>) -> Option<i64> {
+    serde_json::from_str::<Value>(configuration?).ok()?["rowIdHighWaterMark"].as_i64()
+}
+
+/// The domains as the restore point has them: set where they differ, removed where the
+/// restore point lacks them; the row-tracking high-water mark is the higher of the two (row
+/// ids are never handed out twice).
+fn restored_domains(restore_point: &SnapshotDetail, current: &SnapshotDetail) -> Result<Domains> {
+    let mut actions = Vec::new();
+    let names: std::collections::BTreeSet<&String> = restore_point
+        .domains
+        .keys()
+        .chain(current.domains.keys())
+        .collect();
+    let mut row_tracking = current.domains.get(ROW_TRACKING_DOMAIN).cloned();
+    for name in names {
+        let (then, now) = (restore_point.domains.get(name), current.domains.get(name));
+        if name == ROW_TRACKING_DOMAIN {
+            let (t, n) = (row_id_high_water_mark(then), row_id_high_water_mark(now));
+            if t.is_some_and(|t| n.is_none_or(|n| t > n)) {
+                row_tracking = then.cloned();
+                actions.push(json!({"domainMetadata": {
+                    "domain": name, "configuration": then, "removed": false,
+                }}));
+            }
+            continue;
+        }
+        match (then, now) {
+            (Some(t), Some(n)) if t == n => {}
+            (Some(t), _) => actions.push(json!({"domainMetadata": {
+                "domain": name, "configuration": t, "removed": false,
+            }})),
+            (None, Some(n)) => actions.push(json!({"domainMetadata": {
+                "domain": name, "configuration": n, "removed": true,
+            }})),
+            (None, None) => {}
+        }
+    }
+    Ok(Domains {
+        actions,
+        row_tracking,
+    })
+}
+
+/// Gives fresh row ids to re-added files without a `baseRowId` (a table with row tracking
+/// whose restore point predates it): each file's rows take the ids after the high-water mark,
+/// which moves on. Returns the new mark when it moved. A file whose stats do not say how many
+/// rows it holds cannot be given ids: refused.
+fn fresh_row_ids(
+    adds: &mut [FileEntry],
+    row_tracking: &Option<String>,
+    commit_version: u64,
+) -> Result<Option<i64>> {
+    let mut mark = row_id_high_water_mark(row_tracking.as_ref()).unwrap_or(-1);
+    let mut moved = false;
+    for add in adds.iter_mut().filter(|a| a.base_row_id.is_none()) {
+        let records = add
+            .stats
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<Value>(s).ok())
+            .and_then(|s| s["numRecords"].as_i64())
+            .ok_or_else(|| {
+                Error::UnsupportedTable(format!(
+                    "the table has row tracking and {} needs fresh row ids, but its stats do not give numRecords: Lifeboat cannot assign them. Clone the restore point elsewhere instead",
+                    add.path
+                ))
+            })?;
+        add.base_row_id = Some(mark + 1);
+        add.default_row_commit_version = Some(commit_version as i64);
+        mark += records;
+        moved = true;
+    }
+    Ok(moved.then_some(mark))
 }
 
 /// Writer features a RESTORE commit written by Lifeboat is correct for.
@@ -205,6 +557,7 @@ mod tests {
             metadata: json!({"id": format!("id-{version}"), "configuration": configuration}),
             protocol: json!({"minReaderVersion": 1, "minWriterVersion": 2}),
             in_commit_timestamps: configuration["delta.enableInCommitTimestamps"] == "true",
+            domains: Default::default(),
             files,
         }
     }
@@ -306,7 +659,7 @@ mod tests {
     fn in_commit_timestamps_never_go_back() {
         let table = S3Location::parse("s3://src/t").unwrap();
         let ict = json!({"delta.enableInCommitTimestamps": "true", "delta.inCommitTimestampEnablementVersion": "0"});
-        let point = snapshot(1, vec![], json!({}));
+        let point = snapshot(1, vec![], json!({"p": "old"}));
         let current = snapshot(2, vec![], ict.clone());
         let cases = [
             (10_000, Some(5_000), 10_000),
@@ -383,5 +736,382 @@ mod tests {
         );
         let current = snapshot(2, vec![], json!({"delta.appendOnly": "true"}));
         assert!(restore_commit(&table, &point, &current, 1, None).is_ok());
+    }
+
+    fn protocol(reader: i64, writer: i64, rf: &[&str], wf: &[&str]) -> Value {
+        let mut p = json!({"minReaderVersion": reader, "minWriterVersion": writer});
+        if reader == 3 {
+            p["readerFeatures"] = json!(rf);
+        }
+        if writer == 7 {
+            p["writerFeatures"] = json!(wf);
+        }
+        p
+    }
+
+    #[test]
+    fn protocol_is_the_union_in_a_valid_form() {
+        let dv = &["deletionVectors"][..];
+        // (name, current, restore point, union)
+        let cases = [
+            (
+                "legacy both: the higher versions",
+                protocol(1, 2, &[], &[]),
+                protocol(1, 4, &[], &[]),
+                protocol(1, 4, &[], &[]),
+            ),
+            (
+                "deletion vectors dropped since (DROP FEATURE): they come back",
+                protocol(1, 2, &[], &[]),
+                protocol(3, 7, dv, dv),
+                protocol(3, 7, dv, &["appendOnly", "invariants", "deletionVectors"]),
+            ),
+            (
+                "features now, legacy column mapping then",
+                protocol(3, 7, dv, &["deletionVectors", "inCommitTimestamp"]),
+                protocol(2, 5, &[], &[]),
+                protocol(
+                    3,
+                    7,
+                    &["deletionVectors", "columnMapping"],
+                    &[
+                        "deletionVectors",
+                        "inCommitTimestamp",
+                        "appendOnly",
+                        "invariants",
+                        "checkConstraints",
+                        "changeDataFeed",
+                        "generatedColumns",
+                        "columnMapping",
+                    ],
+                ),
+            ),
+            (
+                "writer features with a legacy reader",
+                protocol(1, 7, &[], &["domainMetadata"]),
+                protocol(1, 3, &[], &[]),
+                protocol(
+                    1,
+                    7,
+                    &[],
+                    &[
+                        "domainMetadata",
+                        "appendOnly",
+                        "invariants",
+                        "checkConstraints",
+                    ],
+                ),
+            ),
+            (
+                "reader 2 with writer features keeps column mapping",
+                protocol(2, 7, &[], &["columnMapping"]),
+                protocol(1, 2, &[], &[]),
+                protocol(2, 7, &[], &["columnMapping", "appendOnly", "invariants"]),
+            ),
+            (
+                "the same protocol: unchanged",
+                protocol(3, 7, dv, dv),
+                protocol(3, 7, dv, dv),
+                protocol(3, 7, dv, dv),
+            ),
+        ];
+        for (name, current, point, expected) in cases {
+            assert_eq!(
+                union_protocol(&current, &point).unwrap(),
+                expected,
+                "{name}"
+            );
+        }
+        let err = union_protocol(
+            &protocol(1, 2, &[], &[]),
+            &json!({"minReaderVersion": 4, "minWriterVersion": 7}),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), "Lifeboat.UnsupportedTable");
+    }
+
+    #[test]
+    fn rollback_past_a_dropped_feature_commits_the_feature_again() {
+        let table = S3Location::parse("s3://src/t").unwrap();
+        let dv = &["deletionVectors"][..];
+        let mut point = snapshot(2, vec![file("a", Some("x"))], json!({}));
+        point.protocol = protocol(3, 7, dv, dv);
+        // After DROP FEATURE deletionVectors: the vectors purged, the protocol back to 1/2.
+        let current = snapshot(4, vec![file("b", None)], json!({}));
+        let commit = restore_commit(&table, &point, &current, 1_000, None).unwrap();
+        assert!(commit.protocol_upgraded);
+        assert_eq!(
+            kinds(&commit),
+            ["commitInfo", "protocol", "remove b", "add a"],
+            "the protocol comes before the files"
+        );
+        assert_eq!(
+            commit.actions[1]["protocol"],
+            protocol(3, 7, dv, &["appendOnly", "invariants", "deletionVectors"])
+        );
+        // No protocol action when the current one already covers the restore point's.
+        let mut current = current;
+        current.protocol = protocol(3, 7, dv, dv);
+        let commit = restore_commit(&table, &point, &current, 1_000, None).unwrap();
+        assert!(!commit.protocol_upgraded);
+        assert_eq!(kinds(&commit), ["commitInfo", "remove b", "add a"]);
+    }
+
+    #[test]
+    fn domains_come_back_and_row_ids_never_go_back() {
+        let table = S3Location::parse("s3://src/t").unwrap();
+        let features = &["domainMetadata", "rowTracking"][..];
+        let domains = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(d, c)| (d.to_string(), c.to_string()))
+                .collect()
+        };
+        let clustered_by = |c: &str| format!(r#"{{"clusteringColumns":[["{c}"]]}}"#);
+        let hwm = |n: i64| format!(r#"{{"rowIdHighWaterMark":{n}}}"#);
+        // (name, domains then, domains now, expected (domain, configuration, removed))
+        type Case = (
+            &'static str,
+            Vec<(&'static str, String)>,
+            Vec<(&'static str, String)>,
+            Vec<(&'static str, String, bool)>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "same domains: none written",
+                vec![("delta.clustering", clustered_by("a"))],
+                vec![("delta.clustering", clustered_by("a"))],
+                vec![],
+            ),
+            (
+                "clustering changed since: the old columns back",
+                vec![("delta.clustering", clustered_by("a"))],
+                vec![("delta.clustering", clustered_by("b"))],
+                vec![("delta.clustering", clustered_by("a"), false)],
+            ),
+            (
+                "a domain added since: removed",
+                vec![],
+                vec![("app.x", "{}".into())],
+                vec![("app.x", "{}".into(), true)],
+            ),
+            (
+                "a domain removed since: back",
+                vec![("app.x", "{\"k\":1}".into())],
+                vec![],
+                vec![("app.x", "{\"k\":1}".into(), false)],
+            ),
+            (
+                "row ids moved on since: the mark stays",
+                vec![("delta.rowTracking", hwm(10))],
+                vec![("delta.rowTracking", hwm(50))],
+                vec![],
+            ),
+            (
+                "row tracking gone since (a higher mark then): the higher mark",
+                vec![("delta.rowTracking", hwm(10))],
+                vec![],
+                vec![("delta.rowTracking", hwm(10), false)],
+            ),
+        ];
+        for (name, then, now, expected) in cases {
+            let mut point = snapshot(1, vec![], json!({}));
+            point.protocol = protocol(1, 7, &[], features);
+            point.domains = domains(
+                &then
+                    .iter()
+                    .map(|(d, c)| (*d, c.as_str()))
+                    .collect::<Vec<_>>(),
+            );
+            let mut current = snapshot(3, vec![], json!({}));
+            current.protocol = point.protocol.clone();
+            current.domains = domains(
+                &now.iter()
+                    .map(|(d, c)| (*d, c.as_str()))
+                    .collect::<Vec<_>>(),
+            );
+            let commit = restore_commit(&table, &point, &current, 1, None).unwrap();
+            let got: Vec<(String, String, bool)> = commit
+                .actions
+                .iter()
+                .filter_map(|a| a.get("domainMetadata"))
+                .map(|d| {
+                    (
+                        d["domain"].as_str().unwrap().to_string(),
+                        d["configuration"].as_str().unwrap().to_string(),
+                        d["removed"].as_bool().unwrap(),
+                    )
+                })
+                .collect();
+            let want: Vec<(String, String, bool)> = expected
+                .into_iter()
+                .map(|(d, c, r)| (d.to_string(), c, r))
+                .collect();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn re_added_files_without_row_ids_get_fresh_ones() {
+        let table = S3Location::parse("s3://src/t").unwrap();
+        let with_stats = |path: &str, rows: Option<i64>| FileEntry {
+            stats: rows.map(|n| format!(r#"{{"numRecords":{n}}}"#)),
+            ..file(path, None)
+        };
+        let mut point = snapshot(
+            1,
+            vec![with_stats("a", Some(5)), with_stats("b", Some(3))],
+            json!({}),
+        );
+        point.protocol = protocol(1, 2, &[], &[]);
+        let mut current = snapshot(3, vec![], json!({}));
+        current.protocol = protocol(1, 7, &[], &["domainMetadata", "rowTracking"]);
+        current.domains = [(
+            "delta.rowTracking".to_string(),
+            r#"{"rowIdHighWaterMark":99}"#.to_string(),
+        )]
+        .into();
+        let commit = restore_commit(&table, &point, &current, 1, None).unwrap();
+        let adds: Vec<(i64, i64)> = commit
+            .actions
+            .iter()
+            .filter_map(|a| a.get("add"))
+            .map(|a| {
+                (
+                    a["baseRowId"].as_i64().unwrap(),
+                    a["defaultRowCommitVersion"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(adds, [(100, 4), (105, 4)]);
+        let mark = commit
+            .actions
+            .iter()
+            .find_map(|a| a.get("domainMetadata"))
+            .unwrap();
+        assert_eq!(mark["configuration"], r#"{"rowIdHighWaterMark":107}"#);
+        // Without numRecords there are no ids to give: refused.
+        point.files = vec![with_stats("c", None)];
+        let err = restore_commit(&table, &point, &current, 1, None).unwrap_err();
+        assert_eq!(err.kind(), "Lifeboat.UnsupportedTable", "{err}");
+        assert!(err.to_string().contains("numRecords"), "{err}");
+    }
+
+    #[test]
+    fn what_was_handed_out_never_goes_back() {
+        let table = S3Location::parse("s3://src/t").unwrap();
+        let schema = |mark: Option<i64>, step: i64, extra: bool| {
+            let mut id = json!({"name": "id", "type": "long", "nullable": false, "metadata": {
+                "delta.columnMapping.id": 1, "delta.identity.start": 1, "delta.identity.step": step,
+                "delta.identity.allowExplicitInsert": false,
+            }});
+            if let Some(m) = mark {
+                id["metadata"]["delta.identity.highWaterMark"] = json!(m);
+            }
+            let mut fields = vec![id];
+            if extra {
+                fields.push(json!({"name": "x", "type": "string", "nullable": true, "metadata": {"delta.columnMapping.id": 2}}));
+            }
+            json!({"type": "struct", "fields": fields}).to_string()
+        };
+        // (name, (mark, maxColumnId) then, now, step, expected mark, expected maxColumnId)
+        let cases = [
+            (
+                "values handed out since",
+                (Some(10), 1),
+                (Some(40), 2),
+                1,
+                json!(40),
+                "2",
+            ),
+            (
+                "none handed out then",
+                (None, 1),
+                (Some(40), 2),
+                1,
+                json!(40),
+                "2",
+            ),
+            (
+                "a negative step goes down",
+                (Some(-10), 1),
+                (Some(-40), 2),
+                -1,
+                json!(-40),
+                "2",
+            ),
+            (
+                "a higher id then (a column since dropped)",
+                (Some(10), 5),
+                (Some(10), 2),
+                1,
+                json!(10),
+                "5",
+            ),
+        ];
+        for (name, (then_mark, then_id), (now_mark, now_id), step, mark, max_id) in cases {
+            let metadata = |mark: Option<i64>, max_id: i64, extra: bool, v: u64| {
+                json!({"id": format!("id-{v}"), "schemaString": schema(mark, step, extra), "configuration": {
+                    "delta.columnMapping.mode": "id", "delta.columnMapping.maxColumnId": max_id.to_string(), "p": v.to_string(),
+                }})
+            };
+            let mut point = snapshot(1, vec![], json!({}));
+            point.metadata = metadata(then_mark, then_id, false, 1);
+            let mut current = snapshot(2, vec![], json!({}));
+            current.metadata = metadata(now_mark, now_id, true, 2);
+            let commit = restore_commit(&table, &point, &current, 1, None).unwrap();
+            let restored = commit
+                .actions
+                .iter()
+                .find_map(|a| a.get("metaData"))
+                .expect(name);
+            let schema: Value =
+                serde_json::from_str(restored["schemaString"].as_str().unwrap()).unwrap();
+            assert_eq!(
+                schema["fields"].as_array().unwrap().len(),
+                1,
+                "{name}: the restore point's columns"
+            );
+            assert_eq!(
+                schema["fields"][0]["metadata"]["delta.identity.highWaterMark"], mark,
+                "{name}"
+            );
+            assert_eq!(
+                restored["configuration"]["delta.columnMapping.maxColumnId"], max_id,
+                "{name}"
+            );
+            assert_eq!(restored["configuration"]["p"], "1", "{name}");
+        }
+    }
+
+    #[test]
+    fn in_commit_timestamps_are_never_switched_on_by_a_rollback() {
+        let table = S3Location::parse("s3://src/t").unwrap();
+        let ict = json!({"delta.enableInCommitTimestamps": "true", "delta.inCommitTimestampEnablementVersion": "0", "delta.inCommitTimestampEnablementTimestamp": "5", "p": "old"});
+        // ICT on at the restore point, switched off since.
+        let point = snapshot(1, vec![], ict);
+        let current = snapshot(
+            2,
+            vec![],
+            json!({"delta.enableInCommitTimestamps": "false"}),
+        );
+        let commit = restore_commit(&table, &point, &current, 10, Some(5)).unwrap();
+        assert!(commit.actions[0]["commitInfo"]
+            .get("inCommitTimestamp")
+            .is_none());
+        let configuration = &commit.actions[1]["metaData"]["configuration"];
+        assert_eq!(configuration["delta.enableInCommitTimestamps"], "false");
+        assert!(
+            configuration
+                .get("delta.inCommitTimestampEnablementVersion")
+                .is_none(),
+            "{configuration}"
+        );
+        assert!(
+            configuration
+                .get("delta.inCommitTimestampEnablementTimestamp")
+                .is_none(),
+            "{configuration}"
+        );
     }
 }

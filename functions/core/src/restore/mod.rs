@@ -22,6 +22,7 @@ pub mod execute;
 pub mod plan;
 pub mod request;
 pub mod response;
+pub mod timestamps;
 
 pub use commit::PlannedCommit;
 pub use execute::RestoreOutcome;
@@ -36,6 +37,9 @@ pub struct Restorer<S> {
     settings: CopySettings,
     /// The Glue Data Catalog, when `LIFEBOAT_GLUE_DATABASES` is set ([`catalog`]).
     catalog: Option<std::sync::Arc<dyn crate::catalog::Catalog>>,
+    /// At most this many copies per run (then the run reports what remains, as when time
+    /// runs out); `None`: no limit but the deadline.
+    copy_limit: Option<u64>,
 }
 
 impl Restorer<crate::s3::S3Store> {
@@ -64,7 +68,15 @@ impl<S: Store> Restorer<S> {
             config,
             settings,
             catalog: None,
+            copy_limit: None,
         }
+    }
+
+    /// Stops each run after `copies` copies, as a run that reached its deadline stops: what
+    /// remains is reported, and a rerun goes on.
+    pub fn with_copy_limit(mut self, copies: u64) -> Self {
+        self.copy_limit = Some(copies);
+        self
     }
 
     pub fn config(&self) -> &Config {

@@ -4,21 +4,28 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::delta::{commit_path, parse_commit, table_url, SnapshotDetail, TableListing};
 use crate::error::{Error, Result};
 use crate::history::{TableHistory, VersionStatus};
+use crate::identity::{same_content, unchanged_since_copy};
 use crate::keys::S3Location;
+use crate::layout::meta;
+use crate::listing::Listed;
 use crate::ranges::{ranges_text, VersionRange};
 use crate::store::Store;
 
 use super::commit::{restore_commit, PlannedCommit};
 use super::request::{resolve, Mode, Resolved, RestoreRequest};
+use super::timestamps::{describe, point_at, Ict, PointAt, Version as TimedVersion};
 use super::Restorer;
 
 /// How many planned copies a plan shows.
 const COPIES_PREVIEW: usize = 20;
+/// Objects looked at (HEAD of both sides) at once when listings cannot tell.
+const LOOK_CONCURRENCY: usize = 16;
 
 /// Why an object is copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +45,9 @@ pub struct PlannedCopy {
     /// Path relative to the table root.
     pub path: String,
     pub size: u64,
+    /// The backup copy's ETag: the copy is pinned to it (`CopySourceIfMatch`), so it takes
+    /// exactly the content the plan was made from.
+    pub etag: String,
     pub reason: CopyReason,
 }
 
@@ -116,7 +126,10 @@ impl<S: Store> Restorer<S> {
 
         match request.mode {
             Mode::Clone => {
-                let wanted = plan_history_copies(&mut plan, &history, &target, version);
+                let paths = history_paths(&history, version);
+                let wanted: HashSet<String> = paths.iter().cloned().collect();
+                self.plan_copies(&mut plan, &history, &target, paths)
+                    .await?;
                 // A rerun of an interrupted clone finds its own objects there, and goes on.
                 let foreign: Vec<&str> = target
                     .paths()
@@ -137,10 +150,14 @@ impl<S: Store> Restorer<S> {
                 }
             }
             Mode::Repair => {
-                plan_history_copies(&mut plan, &history, &target, version);
+                let paths = history_paths(&history, version);
+                self.plan_copies(&mut plan, &history, &target, paths)
+                    .await?;
             }
             Mode::Rollback => {
-                let (source_has_log, resumed) = interrupted_recreation(&history, &target, version);
+                let (source_has_log, resumed) = self
+                    .interrupted_recreation(&plan, &history, &target, version)
+                    .await?;
                 if !source_has_log || resumed {
                     plan.recreate = true;
                     plan.notes.push(if resumed {
@@ -148,7 +165,9 @@ impl<S: Store> Restorer<S> {
                     } else {
                         format!("the source has no Delta log left (a dropped table): it is recreated as it was at version {version}, history included")
                     });
-                    plan_history_copies(&mut plan, &history, &target, version);
+                    let paths = history_paths(&history, version);
+                    self.plan_copies(&mut plan, &history, &target, paths)
+                        .await?;
                 } else {
                     self.plan_rollback(&mut plan, &history, &target, &resolved)
                         .await?;
@@ -200,26 +219,113 @@ impl<S: Store> Restorer<S> {
         let Some(at) = resolved.timestamp else {
             return Ok(newest);
         };
-        let at_ms = at.timestamp_millis();
-        let mut oldest_time = None;
-        for status in history.versions.iter().rev().filter(|s| s.restorable) {
-            let time = match status.timestamp_ms {
-                Some(t) => Some(t),
-                None => history.commit_time_ms(&self.store, status.version).await?,
-            };
-            match time {
-                Some(t) if t <= at_ms => return Ok(status),
-                Some(t) => oldest_time = Some((status.version, t)),
-                None => {}
+        let (versions, ict) = self.commit_times(history).await?;
+        let at_text = at.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let chosen = match point_at(at.timestamp_millis(), &versions, ict) {
+            PointAt::Restorable(t) => t.version,
+            PointAt::NotRestorable {
+                at: t,
+                before,
+                after,
+            } => {
+                let reason = history
+                    .status(t.version)
+                    .and_then(|s| s.reason.clone())
+                    .unwrap_or_else(|| "unknown reason".into());
+                let neighbours: Vec<String> = [("before", before), ("after", after)]
+                    .into_iter()
+                    .filter_map(|(side, n)| n.map(|n| format!("{} {side}", describe(&n))))
+                    .collect();
+                return Err(Error::NotRestorable(format!(
+                    "timestamp {at_text} names {} of {}, the newest committed at or before it, and it cannot be restored: {reason}. Lifeboat does not pick another version for you: the nearest restorable are {}; give one as `version`. Restorable versions: {range_text}",
+                    describe(&t),
+                    resolved.source,
+                    if neighbours.is_empty() { "none".to_string() } else { neighbours.join(" and ") },
+                )));
             }
+            PointAt::BeforeFirst { first } => {
+                return Err(Error::NotRestorable(format!(
+                    "timestamp {at_text} is before the oldest restore point of {}: the backup's first commit is {}. Restorable versions: {range_text}",
+                    resolved.source,
+                    first.as_ref().map(describe).unwrap_or_else(|| "of unknown time".into()),
+                )));
+            }
+        };
+        history
+            .status(chosen)
+            .ok_or_else(|| Error::NotRestorable(format!("version {chosen} is not in the backup")))
+    }
+
+    /// Every version of the backup with what Delta's commit time for it is made of: the source
+    /// modification time of its commit file (kept in the backup copy's metadata), its
+    /// in-commit timestamp, and whether in-commit timestamps are on, read from the newest
+    /// metadata as Delta reads it. File times are looked up (a HEAD each) only for the
+    /// commits without in-commit timestamps.
+    async fn commit_times(&self, history: &TableHistory) -> Result<(Vec<TimedVersion>, Ict)> {
+        const TIME_LOOKUP_CONCURRENCY: usize = 32;
+        let reader = std::sync::Arc::new(self.store.delta_reader(&self.config.backup_bucket)?);
+        let backup = history.table.clone();
+        let fallback = history.newest_restorable().map(|s| s.version);
+        let configuration = tokio::task::spawn_blocking(move || {
+            reader
+                .metadata(&backup, None)
+                .or_else(|e| match fallback {
+                    Some(v) => reader.metadata(&backup, Some(v)),
+                    None => Err(e),
+                })
+                .map(|(_, m)| m["configuration"].clone())
+        })
+        .await
+        .map_err(|e| Error::Restore(format!("metadata task failed: {e}")))??;
+        let ict = Ict::of(&configuration);
+        let file_time = |status: &VersionStatus| {
+            let version = status.version;
+            let file = if history.log.commits.contains(&version) {
+                Some(commit_path(version))
+            } else {
+                history
+                    .log
+                    .checkpoints
+                    .get(&version)
+                    .and_then(|c| c.first())
+                    .map(|(_, path)| path.to_string())
+            };
+            let wanted = !matches!(ict, Ict::FromCreation)
+                && !matches!(ict, Ict::From { version: from, .. } if version >= from);
+            async move {
+                let Some(file) = file.filter(|_| wanted) else {
+                    return Ok(None);
+                };
+                let head = self
+                    .store
+                    .head(&history.table.bucket, &history.table.key(&file), None)
+                    .await?;
+                Ok::<_, Error>(head.and_then(|h| {
+                    h.metadata
+                        .get(meta::SOURCE_LAST_MODIFIED)
+                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.timestamp_millis())
+                        .or_else(|| h.last_modified.map(|t| t.timestamp_millis()))
+                }))
+            }
+        };
+        use futures::StreamExt as _;
+        let file_times: Vec<Result<Option<i64>>> = futures::stream::iter(&history.versions)
+            .map(file_time)
+            .buffered(TIME_LOOKUP_CONCURRENCY)
+            .collect()
+            .await;
+        let mut versions = Vec::with_capacity(history.versions.len());
+        for (status, file_ms) in history.versions.iter().zip(file_times) {
+            versions.push(TimedVersion {
+                version: status.version,
+                commit: history.log.commits.contains(&status.version),
+                file_ms: file_ms?,
+                ict_ms: status.timestamp_ms,
+                restorable: status.restorable,
+            });
         }
-        let (oldest, oldest_ms) = oldest_time.unwrap_or((newest.version, 0));
-        Err(Error::NotRestorable(format!(
-            "timestamp {} is before the oldest restore point of {}: version {oldest} committed at {}. Restorable versions: {range_text}",
-            at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            resolved.source,
-            DateTime::from_timestamp_millis(oldest_ms).map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or_default()
-        )))
+        Ok((versions, ict))
     }
 
     async fn plan_rollback(
@@ -230,24 +336,14 @@ impl<S: Store> Restorer<S> {
         resolved: &Resolved,
     ) -> Result<()> {
         let version = plan.restore_point.version;
-        // Files the restore point needs that the source lacks (or holds with another size).
-        for need in history.files_needed(version, version) {
-            let Some(backup) = history.listing.get(&need.path) else {
-                continue;
-            };
-            match target.get(&need.path) {
-                Some(present) if present.size == backup.size => plan.already_present += 1,
-                present => plan.copies.push(PlannedCopy {
-                    path: need.path.to_string(),
-                    size: backup.size,
-                    reason: if present.is_some() {
-                        CopyReason::Replace
-                    } else {
-                        CopyReason::Data
-                    },
-                }),
-            }
-        }
+        // Files the restore point needs that the source lacks, or holds with other content.
+        let needed: Vec<String> = history
+            .files_needed(version, version)
+            .into_iter()
+            .filter(|n| !n.path.contains("://"))
+            .map(|n| n.path.to_string())
+            .collect();
+        self.plan_copies(plan, history, target, needed).await?;
 
         let backup_reader = self.store.delta_reader(&self.config.backup_bucket)?;
         let source_reader = self.store.delta_reader(&resolved.source.bucket)?;
@@ -288,6 +384,148 @@ impl<S: Store> Restorer<S> {
         Ok(())
     }
 
+    /// Classifies each path against the target (listings first; a HEAD of both sides, and
+    /// the bytes as a last resort, only where listings cannot tell) and plans a copy of every
+    /// path the target does not hold as the backup has it.
+    async fn plan_copies(
+        &self,
+        plan: &mut RestorePlan,
+        history: &TableHistory,
+        target: &TableListing,
+        paths: Vec<String>,
+    ) -> Result<()> {
+        let mut look = Vec::new();
+        for path in paths {
+            let Some(backup) = history.listing.get(&path) else {
+                plan.unavailable_in_backup += 1;
+                continue;
+            };
+            let reason = match presence(target.get(&path), backup) {
+                Presence::InPlace => {
+                    plan.already_present += 1;
+                    continue;
+                }
+                Presence::Look => {
+                    look.push(path);
+                    continue;
+                }
+                Presence::Differs => CopyReason::Replace,
+                Presence::Absent if path.starts_with("_delta_log/") => CopyReason::Log,
+                Presence::Absent => CopyReason::Data,
+            };
+            plan.copies.push(PlannedCopy {
+                size: backup.size,
+                etag: backup.etag.to_string(),
+                reason,
+                path,
+            });
+        }
+        let backup_location = &plan.backup;
+        let target_location = &plan.target_location;
+        let looked: Vec<Result<(String, bool)>> = stream::iter(look)
+            .map(|path| async move {
+                let same = self
+                    .same_in_both(backup_location, target_location, &path)
+                    .await?;
+                Ok((path, same))
+            })
+            .buffered(LOOK_CONCURRENCY)
+            .collect()
+            .await;
+        for result in looked {
+            let (path, same) = result?;
+            if same {
+                plan.already_present += 1;
+            } else if let Some(backup) = history.listing.get(&path) {
+                plan.copies.push(PlannedCopy {
+                    size: backup.size,
+                    etag: backup.etag.to_string(),
+                    reason: CopyReason::Replace,
+                    path,
+                });
+            }
+        }
+        if plan.unavailable_in_backup > 0 {
+            plan.notes.push(format!(
+                "{} file(s) that only unrestorable older versions referenced are not in the backup and are not copied",
+                plan.unavailable_in_backup
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the target holds the backup's content at `path`, decided by
+    /// [`crate::identity`] from a HEAD of each side, and by the bytes when those cannot tell.
+    pub(super) async fn same_in_both(
+        &self,
+        backup: &S3Location,
+        target: &S3Location,
+        path: &str,
+    ) -> Result<bool> {
+        let (from, to) = (backup.key(path), target.key(path));
+        let (copy, present) = futures::try_join!(
+            self.store.head(&backup.bucket, &from, None),
+            self.store.head(&target.bucket, &to, None),
+        )?;
+        let (Some(copy), Some(present)) = (copy, present) else {
+            return Ok(false);
+        };
+        if let Some(answer) = same_content(&copy, &present).decided() {
+            return Ok(answer);
+        }
+        let (ours, theirs) = futures::try_join!(
+            self.store.get(&backup.bucket, &from, None),
+            self.store.get(&target.bucket, &to, None),
+        )?;
+        Ok(ours.is_some() && ours == theirs)
+    }
+
+    /// Whether the target holds a log at all, and whether that log is an exact, shorter copy
+    /// of the backup's up to `version` (a recreation that was interrupted, which goes on).
+    async fn interrupted_recreation(
+        &self,
+        plan: &RestorePlan,
+        history: &TableHistory,
+        target: &TableListing,
+        version: u64,
+    ) -> Result<(bool, bool)> {
+        let target_log: Vec<(&str, u64)> = target
+            .paths()
+            .filter_map(|k| {
+                let name = k.strip_prefix("_delta_log/")?;
+                Some((k, crate::delta::classify_log_file(name).1?))
+            })
+            .collect();
+        if target_log.is_empty() {
+            return Ok((false, false));
+        }
+        let shorter = history
+            .log
+            .commits
+            .range(..=version)
+            .any(|v| !target_log.iter().any(|(_, s)| s == v));
+        if !shorter || target_log.iter().any(|(_, v)| *v > version) {
+            return Ok((true, false));
+        }
+        for (path, _) in &target_log {
+            let Some(backup) = history.listing.get(path) else {
+                return Ok((true, false));
+            };
+            let same = match presence(target.get(path), backup) {
+                Presence::InPlace => true,
+                Presence::Look => {
+                    self.same_in_both(&plan.backup, &plan.target_location, path)
+                        .await?
+                }
+                Presence::Absent | Presence::Differs => false,
+            };
+            if !same {
+                return Ok((true, false));
+            }
+        }
+        Ok((true, true))
+    }
+
     async fn previous_commit_time(&self, table: &S3Location, version: u64) -> Result<Option<i64>> {
         let key = table.key(&commit_path(version));
         let Some(body) = self.store.get(&table.bucket, &key, None).await? else {
@@ -299,15 +537,12 @@ impl<S: Store> Restorer<S> {
     }
 }
 
-/// Log files up to `version` and every data and deletion-vector file those versions need,
-/// as the backup has them (clone, repair, and the recreation of a dropped table). Returns
-/// every path the restore point's history consists of.
-fn plan_history_copies(
-    plan: &mut RestorePlan,
-    history: &TableHistory,
-    target: &TableListing,
-    version: u64,
-) -> HashSet<String> {
+/// Log files up to `version` and every data, deletion-vector and change-data file those
+/// versions need, each once (clone, repair, and the recreation of a dropped table): every path
+/// the restore point's history consists of. `_last_checkpoint` is not among them: it is
+/// rewritten in place, and a restored table without it is read from its log listing, which
+/// always agrees with the restored log.
+fn history_paths(history: &TableHistory, version: u64) -> Vec<String> {
     let first = history.versions.first().map(|s| s.version).unwrap_or(0);
     let mut paths: Vec<String> = history.log.paths_up_to(version);
     paths.extend(
@@ -316,75 +551,40 @@ fn plan_history_copies(
             .into_iter()
             .map(|n| n.path.to_string()),
     );
-    let needed_now: HashSet<&str> = history
-        .files_needed(version, version)
-        .into_iter()
-        .map(|n| &*n.path)
-        .collect();
     let mut seen = HashSet::new();
-    for path in paths {
-        if !seen.insert(path.clone()) || path.contains("://") {
-            continue;
-        }
-        match history.listing.get(&path) {
-            None => {
-                debug_assert!(
-                    !needed_now.contains(path.as_str()),
-                    "restorable version lacks {path}"
-                );
-                plan.unavailable_in_backup += 1;
-            }
-            Some(backup) => match target.get(&path) {
-                Some(present) if present.size == backup.size && present.etag == backup.etag => {
-                    plan.already_present += 1
-                }
-                present => plan.copies.push(PlannedCopy {
-                    reason: if present.is_some() {
-                        CopyReason::Replace
-                    } else if path.starts_with("_delta_log/") {
-                        CopyReason::Log
-                    } else {
-                        CopyReason::Data
-                    },
-                    path,
-                    size: backup.size,
-                }),
-            },
-        }
-    }
-    if plan.unavailable_in_backup > 0 {
-        plan.notes.push(format!(
-            "{} file(s) that only unrestorable older versions referenced are not in the backup and are not copied",
-            plan.unavailable_in_backup
-        ));
-    }
-    seen
+    paths.retain(|p| !p.contains("://") && seen.insert(p.clone()));
+    paths
 }
 
-/// Whether the target holds a log at all, and whether that log is an exact, shorter copy of
-/// the backup's up to `version` (a recreation that was interrupted, which goes on).
-fn interrupted_recreation(
-    history: &TableHistory,
-    target: &TableListing,
-    version: u64,
-) -> (bool, bool) {
-    let source_log: Vec<(&str, u64)> = target
-        .paths()
-        .filter_map(|k| {
-            let name = k.strip_prefix("_delta_log/")?;
-            Some((k, crate::delta::classify_log_file(name).1?))
-        })
-        .collect();
-    let resumed = !source_log.is_empty()
-        && source_log.iter().all(|(k, v)| {
-            *v <= version
-                && matches!((target.get(k), history.listing.get(k)),
-                    (Some(a), Some(b)) if a.size == b.size && a.etag == b.etag)
-        })
-        && history
-            .log
-            .commits
-            .range(..=version)
-            .any(|v| !source_log.iter().any(|(_, s)| s == v));
-    (!source_log.is_empty(), resumed)
+/// Whether the target already holds the backup's copy of a path, as far as the two listings
+/// tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// The same content (the same ETag, or untouched since the backup copy was made).
+    InPlace,
+    Absent,
+    /// Another size: other content.
+    Differs,
+    /// Listings cannot tell (a copy a restore wrote, a rewrite): look at both objects.
+    Look,
+}
+
+/// What the listings say about one path in the target, against the backup's copy.
+pub fn presence(target: Option<&Listed>, backup: &Listed) -> Presence {
+    match target {
+        None => Presence::Absent,
+        Some(t) if t.size != backup.size => Presence::Differs,
+        Some(t) if t.etag == backup.etag => Presence::InPlace,
+        Some(t)
+            if unchanged_since_copy(
+                t.size,
+                t.last_modified(),
+                backup.size,
+                backup.last_modified(),
+            ) =>
+        {
+            Presence::InPlace
+        }
+        Some(_) => Presence::Look,
+    }
 }

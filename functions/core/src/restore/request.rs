@@ -148,18 +148,25 @@ pub fn resolve(request: &RestoreRequest, config: &Config) -> Result<Resolved> {
     })
 }
 
-fn parse_timestamp(text: &str) -> Result<DateTime<Utc>> {
+/// The timestamp forms a restore accepts, as Delta's `TIMESTAMP AS OF` reads them: RFC 3339
+/// (`2026-11-20T10:00:00Z`, `2026-11-20T11:00:00.250+01:00`); a date and time without a zone,
+/// in UTC (`2026-11-20 10:00:00`, `2026-11-20T10:00:00.250`); a bare date, the START of that
+/// day in UTC (`2026-11-20` is `2026-11-20T00:00:00Z`).
+pub(crate) fn parse_timestamp(text: &str) -> Result<DateTime<Utc>> {
+    let text = text.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
-    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S") {
-        return Ok(t.and_utc());
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Ok(t.and_utc());
+        }
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(23, 59, 59).expect("valid").and_utc());
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
     }
     Err(Error::bad_input(format!(
-        "timestamp {text:?} is not a time: use RFC 3339, e.g. 2026-11-20T10:00:00Z"
+        "timestamp {text:?} is not a time: use RFC 3339 (2026-11-20T10:00:00Z), a UTC date and time (2026-11-20 10:00:00) or a date (2026-11-20, the start of that day in UTC)"
     )))
 }
 
@@ -272,6 +279,32 @@ mod tests {
                 message.contains(expected),
                 "{payload}: {message:?} should contain {expected:?}"
             );
+        }
+    }
+
+    #[test]
+    fn timestamps_read_as_delta_reads_them() {
+        let cases = [
+            ("2026-11-20T10:00:00Z", "2026-11-20T10:00:00.000Z"),
+            ("2026-11-20T11:00:00.250+01:00", "2026-11-20T10:00:00.250Z"),
+            ("2026-11-20 10:00:00", "2026-11-20T10:00:00.000Z"),
+            ("2026-11-20 10:00:00.5", "2026-11-20T10:00:00.500Z"),
+            ("2026-11-20T10:00:00", "2026-11-20T10:00:00.000Z"),
+            // A bare date is the start of that day, UTC (not its end).
+            ("2026-11-30", "2026-11-30T00:00:00.000Z"),
+            (" 2026-11-30 ", "2026-11-30T00:00:00.000Z"),
+        ];
+        for (text, expected) in cases {
+            let t = parse_timestamp(text).unwrap();
+            assert_eq!(
+                t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                expected,
+                "{text}"
+            );
+        }
+        for bad in ["yesterday", "2026-11-31", "20261120", "2026-11-20 25:00:00"] {
+            let err = parse_timestamp(bad).unwrap_err().to_string();
+            assert!(err.contains("RFC 3339"), "{bad}: {err}");
         }
     }
 }

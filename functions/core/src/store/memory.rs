@@ -13,7 +13,9 @@ use bytes::Bytes;
 use chrono::Utc;
 use md5::{Digest, Md5};
 
-use super::{CopyResult, ListPage, ObjectInfo, PutResult, SourcePin, Store, WriteOptions};
+use super::{
+    Checksum, CopyResult, ListPage, ObjectInfo, PutResult, SourcePin, Store, WriteOptions,
+};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -87,6 +89,25 @@ impl MemoryStore {
     }
 }
 
+/// S3's default checksum: CRC-64/NVME (reflected polynomial 0x9a6c9329ac4bc9b5), as base64 of
+/// its 8 big-endian bytes.
+fn crc64nvme_base64(body: &[u8]) -> String {
+    use base64::Engine;
+    const POLY: u64 = 0x9a6c_9329_ac4b_c9b5;
+    let mut crc = !0u64;
+    for &byte in body {
+        crc ^= byte as u64;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ POLY
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    base64::engine::general_purpose::STANDARD.encode((!crc).to_be_bytes())
+}
+
 fn md5_hex(body: &[u8]) -> String {
     Md5::digest(body)
         .iter()
@@ -120,6 +141,11 @@ impl State {
             version_id: Some(id.clone()),
             last_modified: Some(Utc::now()),
             metadata: options.metadata.clone(),
+            checksum: Some(Checksum {
+                algorithm: "CRC64NVME".into(),
+                value: crc64nvme_base64(&body),
+                full_object: true,
+            }),
         };
         self.buckets
             .entry(bucket.to_string())
@@ -373,6 +399,15 @@ mod tests {
             .build()
             .expect("runtime")
             .block_on(f)
+    }
+
+    #[test]
+    fn default_checksum_is_crc64nvme() {
+        // The check value of CRC-64/NVME for "123456789" is 0xae8b14860a799888.
+        use base64::Engine;
+        let expected = base64::engine::general_purpose::STANDARD
+            .encode(0xae8b_1486_0a79_9888u64.to_be_bytes());
+        assert_eq!(crc64nvme_base64(b"123456789"), expected);
     }
 
     #[test]

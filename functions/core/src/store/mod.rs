@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use crate::error::Result;
 
 /// What a HEAD or a listing says about one object.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
@@ -25,6 +25,21 @@ pub struct ObjectInfo {
     pub last_modified: Option<DateTime<Utc>>,
     /// User metadata (HEAD only; empty from listings).
     pub metadata: HashMap<String, String>,
+    /// The checksum S3 keeps for the object (HEAD with checksum mode only).
+    pub checksum: Option<Checksum>,
+}
+
+/// A checksum S3 keeps for an object: since December 2024 every new object has one
+/// (CRC64NVME unless the writer chose another algorithm), and a copy keeps its algorithm.
+/// Only a full-object checksum identifies the content whatever the part layout; a composite
+/// one (`value-N`) depends on how the object was uploaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checksum {
+    /// `CRC64NVME`, `CRC32`, `CRC32C`, `SHA1` or `SHA256`.
+    pub algorithm: String,
+    /// Base64, as S3 returns it.
+    pub value: String,
+    pub full_object: bool,
 }
 
 /// One page of a listing.

@@ -4,16 +4,20 @@
 //!
 //! Invariants:
 //! - only objects the configuration selects are compared;
-//! - a write-once log file whose size differs from the backup's is corrupted in the source;
-//!   one whose size matches but whose ETag differs is *undecided* (a multipart upload in the
-//!   source, or another content): the caller resolves it from the backup copy's metadata;
+//! - every object of the table is write-once: one whose size differs from the backup's copy
+//!   holds other content (a log file: the log is corrupted; any other file: the source object
+//!   was overwritten); one of the same size that was not modified after its copy was made is
+//!   the same ([`unchanged_since_copy`]: no request); any other is *undecided* (a rewrite of the
+//!   same bytes, or another content of the same length), and the caller resolves it with
+//!   [`crate::identity`];
 //! - `_last_checkpoint` is rewritten in place by design: the backup should hold its latest
-//!   content, so another ETag means "missing", never "corrupted".
+//!   content, so a later rewrite means "missing", never "corrupted".
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::keys::{is_immutable_log_key, S3Location};
+use crate::identity::unchanged_since_copy;
+use crate::keys::S3Location;
 use crate::listing::TableListing;
 use crate::store::ObjectInfo;
 
@@ -46,9 +50,9 @@ pub struct Comparison {
     pub missing: Vec<Missing>,
     /// Missing from the backup, but younger than the grace period.
     pub pending: u64,
-    /// Log files whose content differs from the backup's.
+    /// Objects whose content differs from the backup's authoritative copy.
     pub corrupted: Vec<Differs>,
-    /// Log files of the same size whose ETags differ: to be resolved by the caller.
+    /// Objects of the same size rewritten after their copy: to be resolved by the caller.
     pub undecided: Vec<Differs>,
 }
 
@@ -71,27 +75,33 @@ pub fn compare(
         }
         let reason = match backup.get(relative) {
             None => Some("missing"),
-            Some(backed_up) if is_immutable_log_key(relative) => {
-                let both = || Differs {
-                    path: relative.to_string(),
-                    source: source.object(relative, object),
-                    backup: backup.object(relative, backed_up),
-                };
-                if backed_up.size != object.size {
-                    out.corrupted.push(both());
-                } else if backed_up.etag != object.etag {
-                    out.undecided.push(both());
-                }
-                None
-            }
-            Some(backed_up) if backed_up.size != object.size => Some("size differs"),
-            Some(backed_up)
+            Some(copy)
                 if relative.ends_with("_delta_log/_last_checkpoint")
-                    && backed_up.etag != object.etag =>
+                    && copy.size != object.size =>
             {
                 Some("older content")
             }
-            Some(_) => None,
+            Some(copy) => {
+                let untouched = unchanged_since_copy(
+                    object.size,
+                    object.last_modified(),
+                    copy.size,
+                    copy.last_modified(),
+                );
+                if !untouched && copy.etag != object.etag {
+                    let both = Differs {
+                        path: relative.to_string(),
+                        source: source.object(relative, object),
+                        backup: backup.object(relative, copy),
+                    };
+                    if copy.size != object.size {
+                        out.corrupted.push(both);
+                    } else {
+                        out.undecided.push(both);
+                    }
+                }
+                None
+            }
         };
         let Some(reason) = reason else { continue };
         if object.last_modified().is_some_and(|t| t > cutoff) {
@@ -109,35 +119,82 @@ pub fn compare(
 }
 
 impl Comparison {
+    /// A `_last_checkpoint` the source rewrote since its copy is not corruption (it is
+    /// rewritten in place by design): the backup lacks its latest content.
+    pub fn stale_hints_are_missing(&mut self) {
+        let (hints, corrupted): (Vec<Differs>, Vec<Differs>) = std::mem::take(&mut self.corrupted)
+            .into_iter()
+            .partition(|d| d.path.ends_with("_delta_log/_last_checkpoint"));
+        self.corrupted = corrupted;
+        self.missing.extend(hints.into_iter().map(|d| Missing {
+            path: d.path,
+            source: d.source,
+            reason: "older content",
+        }));
+        self.missing.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+
     /// The findings: corrupted log files, pending and missing objects. `healing` says what
     /// becomes of the missing ones (sent to the queue, or the command that copies them).
-    pub fn findings(&self, table: &S3Location, grace_seconds: u64, healing: &str) -> Vec<Finding> {
+    /// `needed_now` tells whether the source's current version needs a path.
+    pub fn findings(
+        &self,
+        table: &S3Location,
+        grace_seconds: u64,
+        healing: &str,
+        needed_now: impl Fn(&str) -> bool,
+    ) -> Vec<Finding> {
         let mut findings = Vec::new();
-        if !self.corrupted.is_empty() {
-            let mut corrupted: Vec<&Differs> = self.corrupted.iter().collect();
-            corrupted.sort_by(|a, b| a.path.cmp(&b.path));
-            let files: Vec<Value> = corrupted
-                .iter()
-                .take(NAMED_MAX)
-                .map(|d| {
-                    json!({"path": d.path, "source_size": d.source.size, "backup_size": d.backup.size,
-                           "source_etag": d.source.etag, "backup_etag": d.backup.etag})
-                })
-                .collect();
-            let names: Vec<&str> = corrupted.iter().take(3).map(|d| d.path.as_str()).collect();
+        let (log, other): (Vec<&Differs>, Vec<&Differs>) = self
+            .corrupted
+            .iter()
+            .partition(|d| d.path.starts_with("_delta_log/"));
+        if !log.is_empty() {
+            let names: Vec<&str> = log.iter().take(3).map(|d| d.path.as_str()).collect();
             findings.push(
                 Finding::new(
                     FindingKind::LogCorrupted,
                     Severity::Critical,
                     format!(
                         "{} Delta log file(s) in the source differ from the backup ({}{}): the source's log was overwritten; the backup keeps the original, never re-copied: `lifeboat restore {table} --mode repair` puts it back",
-                        corrupted.len(),
+                        log.len(),
                         names.join(", "),
-                        if corrupted.len() > 3 { ", ..." } else { "" },
+                        if log.len() > 3 { ", ..." } else { "" },
                     ),
                 )
-                .with("count", corrupted.len())
-                .with("files", files),
+                .with("count", log.len())
+                .with("files", differs_json(&log)),
+            );
+        }
+        if !other.is_empty() {
+            let needed: Vec<&&Differs> = other.iter().filter(|d| needed_now(&d.path)).collect();
+            let names: Vec<&str> = other.iter().take(3).map(|d| d.path.as_str()).collect();
+            findings.push(
+                Finding::new(
+                    FindingKind::SourceObjectOverwritten,
+                    if needed.is_empty() {
+                        Severity::Warning
+                    } else {
+                        Severity::Critical
+                    },
+                    format!(
+                        "{} file(s) of the table in the source hold other bytes than the backup's authoritative copy ({}{}){}; the backup keeps the original: `lifeboat restore {table} --mode repair` puts the original bytes back",
+                        other.len(),
+                        names.join(", "),
+                        if other.len() > 3 { ", ..." } else { "" },
+                        if needed.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                ", {} of them needed by the source's current version: readers get wrong data or fail now",
+                                needed.len()
+                            )
+                        },
+                    ),
+                )
+                .with("count", other.len())
+                .with("needed_by_latest", needed.len())
+                .with("files", differs_json(&other)),
             );
         }
         if self.pending > 0 {
@@ -171,7 +228,7 @@ impl Comparison {
                     FindingKind::MissingInBackup,
                     Severity::Warning,
                     format!(
-                        "{} source object(s) ({bytes} bytes, {log_files} of them log files) older than the {grace_seconds} s grace period are missing from the backup or differ in size; {healing}",
+                        "{} source object(s) ({bytes} bytes, {log_files} of them log files) older than the {grace_seconds} s grace period are missing from the backup (or, for _last_checkpoint, rewritten since its copy); {healing}",
                         self.missing.len(),
                     ),
                 )
@@ -196,6 +253,19 @@ impl Comparison {
     }
 }
 
+fn differs_json(differs: &[&Differs]) -> Vec<Value> {
+    let mut sorted = differs.to_vec();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    sorted
+        .iter()
+        .take(NAMED_MAX)
+        .map(|d| {
+            json!({"path": d.path, "source_size": d.source.size, "backup_size": d.backup.size,
+                   "source_etag": d.source.etag, "backup_etag": d.backup.etag})
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -217,6 +287,7 @@ mod tests {
                 version_id: None,
                 last_modified: Utc.timestamp_opt(*time, 0).single(),
                 metadata: HashMap::new(),
+                checksum: None,
             }),
         )
         .unwrap()
@@ -241,11 +312,21 @@ mod tests {
             Vec<&'static str>,
             Vec<&'static str>,
         );
+        const LATER: i64 = OLD + 5;
         let cases: Vec<Case> = vec![
             (
                 "identical",
                 vec![(C0, 10, E1, OLD), ("part-0.parquet", 5, E1, OLD)],
                 vec![(C0, 10, E1, OLD), ("part-0.parquet", 5, E1, OLD)],
+                vec![],
+                0,
+                vec![],
+                vec![],
+            ),
+            (
+                "KMS: other ETags, untouched since the copy",
+                vec![(C0, 10, E1, OLD), ("part-0.parquet", 5, E1, OLD)],
+                vec![(C0, 10, E2, OLD + 1), ("part-0.parquet", 5, E2, OLD + 1)],
                 vec![],
                 0,
                 vec![],
@@ -271,16 +352,34 @@ mod tests {
             ),
             (
                 "data file of another size",
-                vec![("part-0.parquet", 6, E2, OLD)],
+                vec![("part-0.parquet", 6, E2, LATER)],
                 vec![("part-0.parquet", 5, E1, OLD)],
-                vec![("part-0.parquet", "size differs")],
+                vec![],
+                0,
+                vec!["part-0.parquet"],
+                vec![],
+            ),
+            (
+                "data file rewritten, same size",
+                vec![("part-0.parquet", 5, E2, LATER)],
+                vec![("part-0.parquet", 5, E1, OLD)],
+                vec![],
+                0,
+                vec![],
+                vec!["part-0.parquet"],
+            ),
+            (
+                "data file rewritten with the same ETag",
+                vec![("part-0.parquet", 5, E1, LATER)],
+                vec![("part-0.parquet", 5, E1, OLD)],
+                vec![],
                 0,
                 vec![],
                 vec![],
             ),
             (
                 "commit of another size",
-                vec![(C1, 11, E2, OLD)],
+                vec![(C1, 11, E2, LATER)],
                 vec![(C1, 10, E1, OLD)],
                 vec![],
                 0,
@@ -288,8 +387,8 @@ mod tests {
                 vec![],
             ),
             (
-                "commit, same size, other ETag",
-                vec![(C1, 10, E2, OLD)],
+                "commit rewritten, same size",
+                vec![(C1, 10, E2, LATER)],
                 vec![(C1, 10, E1, OLD)],
                 vec![],
                 0,
@@ -297,10 +396,28 @@ mod tests {
                 vec![C1],
             ),
             (
-                "_last_checkpoint rewritten",
-                vec![(LAST, 10, E2, OLD)],
+                "_last_checkpoint rewritten since, same size",
+                vec![(LAST, 10, E2, LATER)],
+                vec![(LAST, 10, E1, OLD)],
+                vec![],
+                0,
+                vec![],
+                vec![LAST],
+            ),
+            (
+                "_last_checkpoint of another size",
+                vec![(LAST, 11, E2, LATER)],
                 vec![(LAST, 10, E1, OLD)],
                 vec![(LAST, "older content")],
+                0,
+                vec![],
+                vec![],
+            ),
+            (
+                "_last_checkpoint as copied",
+                vec![(LAST, 10, E2, OLD)],
+                vec![(LAST, 10, E1, OLD + 1)],
+                vec![],
                 0,
                 vec![],
                 vec![],
@@ -344,25 +461,38 @@ mod tests {
 
     #[test]
     fn findings_name_what_was_found() {
+        let later = OLD + 5;
         let source = listing(
             "t/",
             &[
-                (C1, 11, E2, OLD),
+                (C1, 11, E2, later),
                 ("a.parquet", 5, E1, OLD),
                 ("b.parquet", 5, E1, NEW),
+                ("c.parquet", 7, E2, later),
+                ("d.parquet", 7, E2, later),
             ],
         );
-        let backup = listing("src/t/", &[(C1, 10, E1, OLD)]);
+        let backup = listing(
+            "src/t/",
+            &[
+                (C1, 10, E1, OLD),
+                ("c.parquet", 6, E1, OLD),
+                ("d.parquet", 6, E1, OLD),
+            ],
+        );
         let cutoff = Utc.timestamp_opt(OLD + 10, 0).unwrap();
         let comparison = compare(&source, &backup, |_| true, cutoff);
         let table = S3Location::parse("s3://src/t").unwrap();
-        let findings = comparison.findings(&table, 900, "sent to the replicator's queue");
+        let findings = comparison.findings(&table, 900, "sent to the replicator's queue", |p| {
+            p == "d.parquet"
+        });
         let kinds: Vec<(FindingKind, Severity)> =
             findings.iter().map(|f| (f.kind, f.severity)).collect();
         assert_eq!(
             kinds,
             [
                 (FindingKind::LogCorrupted, Severity::Critical),
+                (FindingKind::SourceObjectOverwritten, Severity::Critical),
                 (FindingKind::ReplicationPending, Severity::Info),
                 (FindingKind::MissingInBackup, Severity::Warning),
             ]
@@ -372,10 +502,26 @@ mod tests {
             "{}",
             findings[0].detail
         );
-        assert_eq!(findings[2].data["count"], 1);
-        assert_eq!(findings[2].data["objects"][0]["path"], "a.parquet");
+        assert_eq!(findings[1].data["count"], 2);
+        assert_eq!(findings[1].data["needed_by_latest"], 1);
+        assert_eq!(findings[3].data["count"], 1);
+        assert_eq!(findings[3].data["objects"][0]["path"], "a.parquet");
         let resend = comparison.resend("src");
         assert_eq!(resend.len(), 1);
         assert_eq!(resend[0].object.key, "t/a.parquet");
+        // A rewritten `_last_checkpoint` that differs is missing, not corrupted.
+        let mut hints = compare(
+            &listing("t/", &[(LAST, 10, E2, later)]),
+            &listing("src/t/", &[(LAST, 10, E1, OLD)]),
+            |_| true,
+            cutoff,
+        );
+        hints.corrupted = std::mem::take(&mut hints.undecided);
+        hints.stale_hints_are_missing();
+        assert!(hints.corrupted.is_empty());
+        assert_eq!(hints.missing[0].reason, "older content");
+        // Overwritten files the current version does not need: a warning.
+        let quiet = comparison.findings(&table, 900, "", |_| false);
+        assert_eq!(quiet[1].severity, Severity::Warning);
     }
 }

@@ -23,8 +23,9 @@ use crate::config::Config;
 use crate::delta::{LiveFile, LogFiles, TableListing};
 use crate::error::{Error, Result};
 use crate::history::TableHistory;
+use crate::identity::same_content;
 use crate::keys::S3Location;
-use crate::layout::{meta, Layout};
+use crate::layout::Layout;
 use crate::ranges::VersionRange;
 use crate::store::{list_all, Store, WriteOptions};
 
@@ -36,6 +37,7 @@ pub mod input;
 pub mod queue;
 pub mod report;
 pub mod source;
+pub mod source_log;
 
 pub use input::{VerifyInput, VerifySettings, DEFAULT_GRACE_SECONDS};
 pub use queue::{encode_event_key, Queue};
@@ -188,7 +190,7 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
         let now = Utc::now();
         let layout = self.config.layout();
         let backup = layout.location(table);
-        let conflicts_prefix = layout.log_conflicts_prefix(table);
+        let conflicts_prefix = layout.table_conflicts_prefix(table);
         let (history, source, conflicts) = futures::try_join!(
             TableHistory::analyze(&self.store, &backup),
             TableListing::load(&self.store, table),
@@ -224,7 +226,7 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
             report.newest_restorable_commit_time = time.and_then(time_of_ms).map(rfc3339);
             report.rpo_seconds = time.map(|t| ((check.now_ms - t) / 1000).max(0));
         }
-        let dropped = source_log.all.is_empty();
+        let dropped = source_log::dropped(&source_log);
         let source_latest = if dropped {
             None
         } else {
@@ -241,6 +243,9 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
         report.unrestorable_versions = check.unrestorable_versions();
 
         check.backup_findings();
+        if let Some(broken) = source_log::broken(&source_log) {
+            check.findings.push(source_log::finding(table, &broken));
+        }
         if !conflicts.is_empty() {
             check.findings.push(backup::conflict_finding(&conflicts));
         }
@@ -259,15 +264,25 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
             comparison
                 .corrupted
                 .extend(self.resolve_undecided(table, undecided).await?);
+            comparison.stale_hints_are_missing();
             let healing = if self.config.queue_url.is_some() {
                 "sent to the replicator's queue".to_string()
             } else {
                 format!("no LIFEBOAT_QUEUE_URL to send them to: `lifeboat backfill {table}` copies them")
             };
+            let needed_now = |path: &str| {
+                source_latest.is_some_and(|v| {
+                    history
+                        .needs
+                        .iter()
+                        .any(|n| &*n.path == path && n.first <= v && v <= n.last)
+                })
+            };
             check.findings.extend(comparison.findings(
                 table,
                 self.settings.grace_seconds,
                 &healing,
+                needed_now,
             ));
             resend = comparison.resend(&table.bucket);
             if let Some(latest) = source_latest {
@@ -303,9 +318,10 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
         Ok(report)
     }
 
-    /// Log files of the same size whose ETags differ: the backup copy's metadata names the
-    /// source ETag it copied (a multipart source has another ETag than its copy); without it,
-    /// the bytes are compared. Returns those whose content differs.
+    /// Objects of the same size rewritten after their copy was made: the same content or not,
+    /// decided by [`crate::identity`] from a HEAD of each side (the backup copy's recorded
+    /// source identity and both checksums), and by the bytes when those cannot tell. Returns
+    /// those whose content differs.
     async fn resolve_undecided(
         &self,
         table: &S3Location,
@@ -313,22 +329,22 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
     ) -> Result<Vec<Differs>> {
         let mut differ = Vec::new();
         for d in undecided {
-            let head = self
-                .store
-                .head(&self.config.backup_bucket, &d.backup.key, None)
-                .await?;
-            let same = match head
-                .as_ref()
-                .and_then(|h| h.metadata.get(meta::SOURCE_ETAG))
-            {
-                Some(etag) => *etag == d.source.etag,
+            let backup_bucket = &self.config.backup_bucket;
+            let (copy, source) = futures::try_join!(
+                self.store.head(backup_bucket, &d.backup.key, None),
+                self.store.head(&table.bucket, &d.source.key, None),
+            )?;
+            let (Some(copy), Some(source)) = (copy, source) else {
+                continue; // gone meanwhile: the next run sees it missing
+            };
+            let same = match same_content(&copy, &source).decided() {
+                Some(answer) => answer,
                 None => {
-                    let ours = self
-                        .store
-                        .get(&self.config.backup_bucket, &d.backup.key, None)
-                        .await?;
-                    let theirs = self.store.get(&table.bucket, &d.source.key, None).await?;
-                    ours == theirs || theirs.is_none()
+                    let (ours, theirs) = futures::try_join!(
+                        self.store.get(backup_bucket, &d.backup.key, None),
+                        self.store.get(&table.bucket, &d.source.key, None),
+                    )?;
+                    theirs.is_none() || ours == theirs
                 }
             };
             if !same {
@@ -385,7 +401,7 @@ impl TableCheck<'_> {
             FindingKind::TableDropped,
             Severity::Critical,
             format!(
-                "the source has no _delta_log/ under {}: the table was dropped or its log deleted ({} objects remain under the prefix); the backup still holds it: `lifeboat restore {} --mode rollback` brings it back",
+                "the source has no Delta log under {} (no commit or checkpoint left in _delta_log/): the table was dropped or its log deleted ({} objects remain under the prefix); the backup still holds it: `lifeboat restore {} --mode rollback` brings it back",
                 self.table,
                 self.source.len(),
                 self.table

@@ -158,6 +158,7 @@ mod tests {
             version_id: None,
             last_modified: DateTime::from_timestamp(1_700_000_000, 0),
             metadata: HashMap::new(),
+            checksum: None,
         };
         let body = notification("src", &object).to_string();
         let events = crate::events::parse_body(&body).unwrap();

@@ -39,7 +39,14 @@ pub enum FindingKind {
     /// The source's log ends before the backup's: its newest commits were deleted (a stale
     /// `aws s3 sync --delete`, a manual `rm`), so readers silently see an older version.
     SourceLogRegressed,
-    /// Rewritten log files the replicator kept aside.
+    /// A gap in the middle of the source's log that readers cannot cross (a commit deleted
+    /// between two others, no checkpoint after it): critical when the latest version is
+    /// unreadable.
+    SourceLogBroken,
+    /// Table files in the source that hold other bytes than the backup's authoritative copy
+    /// (critical when the source's current version needs them).
+    SourceObjectOverwritten,
+    /// Rewritten table files the replicator kept aside.
     BackupConflict,
     /// Commits missing from the backed-up log.
     LogGap,
@@ -69,7 +76,9 @@ impl FindingKind {
         FindingKind::TableDropped,
         FindingKind::SourceFilesMissing,
         FindingKind::SourceLogRegressed,
+        FindingKind::SourceLogBroken,
         FindingKind::SourceLogUnreadable,
+        FindingKind::SourceObjectOverwritten,
         FindingKind::LogCorrupted,
         FindingKind::LogGap,
         FindingKind::MissingFilesInBackup,
