@@ -45,7 +45,7 @@ clean: ## remove build output
 	$(CARGO) clean
 	rm -rf dist
 
-demo: setup ## the whole story on a local AWS (moto, started and stopped): create, replicate, verify, drop, restore, read back
+demo: setup ## the whole story on a local AWS (moto, started and stopped): create and register in Glue, replicate, verify (the catalog entry captured), drop entry and files, restore both, read back through the catalog
 	$(CARGO) build -p lifeboat-cli
 	$(CARGO) run --quiet -p lifeboat-cli -- demo
 

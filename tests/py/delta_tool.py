@@ -5,7 +5,9 @@ demo: the project's one Python Delta helper.
 
 Writers and the reference reader are the `deltalake` package (independent of Lifeboat);
 `read` reads with DuckDB's delta extension instead, which applies deletion vectors and reads
-V2 checkpoints. `setup`, `drop` and `count` are the S3 chores of `lifeboat demo` (boto3).
+V2 checkpoints. `setup`, `drop`, `count` and `keys` are the S3 chores of `lifeboat demo`
+(boto3); `glue-register`, `glue-get` and `glue-drop` its Glue Data Catalog chores (what an ETL
+job and metastore automation do to the catalog).
 Connection settings come from the environment (AWS_ENDPOINT_URL and credentials), as the Rust
 harness and the demo set them.
 """
@@ -347,6 +349,70 @@ def cmd_count(bucket, prefix):
     return {"objects": count, "bytes": size}
 
 
+def cmd_keys(bucket, prefix):
+    """The keys (current versions) under a prefix."""
+    s3 = client("s3")
+    return {"keys": [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+                     for o in page.get("Contents", [])]}
+
+
+HIVE_TYPES = {"long": "bigint", "integer": "int", "short": "smallint", "byte": "tinyint", "string": "string",
+              "double": "double", "float": "float", "boolean": "boolean", "date": "date", "timestamp": "timestamp",
+              "binary": "binary"}
+
+
+def cmd_glue_register(database, name, uri):
+    """Registers the Delta table at `uri` as database.name, as a Spark or Glue job does
+    (external table, provider delta; columns and partition keys from the table's schema);
+    creates the database if it is missing."""
+    glue = client("glue")
+    try:
+        glue.create_database(DatabaseInput={"Name": database})
+    except glue.exceptions.AlreadyExistsException:
+        pass
+    table = DeltaTable(uri, storage_options=storage_options())
+    partitions = table.metadata().partition_columns
+
+    def column(field):
+        kind = getattr(field.type, "type", str(field.type))
+        return {"Name": field.name, "Type": HIVE_TYPES.get(kind, kind)}
+
+    fields = table.schema().fields
+    glue.create_table(DatabaseName=database, TableInput={
+        "Name": name,
+        "TableType": "EXTERNAL_TABLE",
+        "Parameters": {"EXTERNAL": "TRUE", "spark.sql.sources.provider": "delta", "table_type": "DELTA"},
+        "StorageDescriptor": {
+            "Location": uri,
+            "Columns": [column(f) for f in fields if f.name not in partitions],
+            "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe",
+                          "Parameters": {"serialization.format": "1", "path": uri}},
+        },
+        "PartitionKeys": [column(f) for f in fields if f.name in partitions],
+    })
+    return cmd_glue_get(database, name)
+
+
+def cmd_glue_get(database, name):
+    """Glue GetTable: where the entry points and what it says, or that there is none."""
+    glue = client("glue")
+    try:
+        t = glue.get_table(DatabaseName=database, Name=name)["Table"]
+    except glue.exceptions.EntityNotFoundException:
+        return {"exists": False, "table": f"{database}.{name}"}
+    sd = t.get("StorageDescriptor", {})
+    return {"exists": True, "table": f"{database}.{name}", "location": sd.get("Location"),
+            "table_type": t.get("TableType"), "parameters": t.get("Parameters", {}),
+            "columns": [c["Name"] for c in sd.get("Columns", [])],
+            "partition_keys": [c["Name"] for c in t.get("PartitionKeys", [])]}
+
+
+def cmd_glue_drop(database, name):
+    """Glue DeleteTable: the entry is gone for every engine that finds tables through it."""
+    client("glue").delete_table(DatabaseName=database, Name=name)
+    return {"dropped": f"{database}.{name}"}
+
+
 # --------------------------------------------------------------------------- DuckDB reader
 # deltalake cannot read deletion vectors through pyarrow, nor V2 checkpoints; DuckDB's delta
 # extension (delta-kernel-rs inside) can. It has no time travel, so version V is read from a
@@ -451,7 +517,9 @@ def cmd_read(uri, version="latest"):
 
 
 COMMANDS.update({"digest": cmd_digest, "digests": cmd_digests, "checkpoint": cmd_checkpoint,
-                 "setup": cmd_setup, "rows": cmd_rows, "drop": cmd_drop, "count": cmd_count, "read": cmd_read})
+                 "setup": cmd_setup, "rows": cmd_rows, "drop": cmd_drop, "count": cmd_count, "read": cmd_read,
+                 "keys": cmd_keys, "glue-register": cmd_glue_register, "glue-get": cmd_glue_get,
+                 "glue-drop": cmd_glue_drop})
 
 
 if __name__ == "__main__":

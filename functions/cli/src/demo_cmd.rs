@@ -1,7 +1,9 @@
 //! `lifeboat demo`: the whole story on a local AWS that the demo starts and stops itself (a
-//! moto server from the project's virtualenv): create a Delta table, watch it replicate, verify
-//! the backup, drop the table, see the verifier flag it, plan the restore, carry it out, read
-//! the table back.
+//! moto server from the project's virtualenv): create a Delta table and register it in the Glue
+//! Data Catalog, watch it replicate, verify the backup (which captures the catalog entry), drop
+//! the table through the metastore and purge its files, see the verifier flag both, plan the
+//! restore, carry it out (files and catalog entry), read the table back where the catalog says
+//! it is.
 //!
 //! The queue's messages go, in SQS batches as Lambda delivers them, through `lifeboat replicate
 //! --queue URL --until-empty` (the replicate Lambda's handler); the verifier and the restorer
@@ -24,6 +26,9 @@ use tokio::signal::unix::{signal, SignalKind};
 const SOURCE: &str = "lake";
 const BACKUP: &str = "lake-backup";
 const TABLE_PATH: &str = "sales/orders";
+/// The demo table's Glue Data Catalog entry (`LIFEBOAT_GLUE_DATABASES`).
+const GLUE_DATABASE: &str = "sales";
+const GLUE_TABLE: &str = "orders";
 const STEPS: usize = 9;
 
 #[derive(clap::Args)]
@@ -207,6 +212,7 @@ impl<'a> Story<'a> {
             ("AWS_EC2_METADATA_DISABLED", "true"),
             ("LIFEBOAT_BACKUP_BUCKET", BACKUP),
             ("LIFEBOAT_SOURCE_BUCKETS", SOURCE),
+            ("LIFEBOAT_GLUE_DATABASES", GLUE_DATABASE),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -305,8 +311,8 @@ impl<'a> Story<'a> {
         ));
 
         self.ui.step(
-            "Create a Delta table",
-            "A job writes s3://lake/sales/orders with the Python deltalake package: three commits, partitioned by city.",
+            "Create a Delta table and register it in the catalog",
+            "A job writes s3://lake/sales/orders with the Python deltalake package (three commits, partitioned by city) and registers it in the Glue Data Catalog, where Athena, Spark and Trino find it.",
         );
         let spin = self.ui.spinner("writing with deltalake");
         let written = self.python(&["write", &self.table, "orders"]).await?;
@@ -319,6 +325,13 @@ impl<'a> Story<'a> {
             before["rows"].as_array().map_or(0, Vec::len),
             written["history"].as_array().map_or(0, Vec::len),
             join(&written["history"])
+        ));
+        let entry = self
+            .python(&["glue-register", GLUE_DATABASE, GLUE_TABLE, &self.table])
+            .await?;
+        self.ui.done(&format!(
+            "registered {GLUE_DATABASE}.{GLUE_TABLE} in the Glue Data Catalog: {}",
+            describe_entry(&entry)
         ));
 
         self.ui.step(
@@ -339,14 +352,27 @@ impl<'a> Story<'a> {
 
         self.ui.step(
             "Verify the backup",
-            "The verifier proves from the backup alone which versions can be restored (every file they need is there), and compares the source with it.",
+            "The verifier proves from the backup alone which versions can be restored (every file they need is there), compares the source with it, and captures the table's catalog definition into the backup.",
         );
         self.verify(&queue).await?;
+        let captured = self.python(&["keys", BACKUP, &catalog_prefix()]).await?;
+        let Some(record) = captured["keys"].as_array().and_then(|k| k.last()) else {
+            bail!("the verifier captured no catalog definition of {GLUE_DATABASE}.{GLUE_TABLE}");
+        };
+        self.ui.done(&format!(
+            "the Glue definition of {GLUE_DATABASE}.{GLUE_TABLE} is captured, write-once: s3://{BACKUP}/{}",
+            record.as_str().unwrap_or("?")
+        ));
 
         self.ui.step(
             "Disaster: the table is dropped and purged",
-            "Metastore automation drops the external table and deletes every object under its prefix, old versions included.",
+            "Metastore automation drops the table from the catalog (Glue DeleteTable) and deletes every object under its prefix, old versions included.",
         );
+        self.python(&["glue-drop", GLUE_DATABASE, GLUE_TABLE])
+            .await?;
+        self.ui.bad(&format!(
+            "Glue DeleteTable {GLUE_DATABASE}.{GLUE_TABLE}: engines that find tables through the catalog no longer see it"
+        ));
         let dropped = self
             .python(&["drop", SOURCE, &format!("{TABLE_PATH}/")])
             .await?;
@@ -370,13 +396,13 @@ impl<'a> Story<'a> {
 
         self.ui.step(
             "The verifier flags it",
-            "Its next run (hourly by default) reports the dropped table as a critical finding; alarms are built on that.",
+            "Its next run (hourly by default) reports the dropped table and the dropped catalog entry as critical findings; alarms are built on them.",
         );
         self.verify(&queue).await?;
 
         self.ui.step(
             "Plan the restore (dry run)",
-            "A restore is a dry run unless asked otherwise: here is what a rollback to the newest restorable version would copy and write.",
+            "A restore is a dry run unless asked otherwise: here is what a rollback to the newest restorable version would copy, write and register in the catalog.",
         );
         let (code, plan) = self
             .lifeboat(
@@ -393,7 +419,7 @@ impl<'a> Story<'a> {
 
         self.ui.step(
             "Restore",
-            "The same command with --execute copies the table back from the backup; a dropped table comes back with its history.",
+            "The same command with --execute copies the table back from the backup; a dropped table comes back with its history, and its catalog entry as it was captured.",
         );
         let t0 = Instant::now();
         let (code, result) = self
@@ -410,10 +436,23 @@ impl<'a> Story<'a> {
         self.ui.indent(&result);
 
         self.ui.step(
-            "Read the table back",
-            "An independent reader (deltalake) opens the restored table; its rows must equal those before the drop.",
+            "Read the table back through the catalog",
+            "The catalog entry is back; an independent reader (deltalake) opens the table where it points, and its rows must equal those before the drop.",
         );
-        let after = self.python(&["rows", &self.table]).await?;
+        let entry = self
+            .python(&["glue-get", GLUE_DATABASE, GLUE_TABLE])
+            .await?;
+        if entry["exists"] != true {
+            bail!("{GLUE_DATABASE}.{GLUE_TABLE} is not in the catalog after the restore");
+        }
+        self.ui.done(&format!(
+            "Glue GetTable {GLUE_DATABASE}.{GLUE_TABLE}: {}",
+            describe_entry(&entry)
+        ));
+        let location = entry["location"]
+            .as_str()
+            .context("the entry has no location")?;
+        let after = self.python(&["rows", location]).await?;
         let restore_seconds = t0.elapsed().as_secs_f64();
         if after.get("error").is_some() {
             bail!("the restored table cannot be read: {}", after["error"]);
@@ -438,7 +477,7 @@ impl<'a> Story<'a> {
             begun.elapsed().as_secs_f64()
         ));
         println!(
-            "\nNext: `make test` runs the six disaster drills through the Lambda binaries; README.md explains deployment."
+            "\nNext: `make test` runs the seven disaster drills through the Lambda binaries; README.md explains deployment."
         );
         Ok(())
     }
@@ -466,6 +505,25 @@ impl<'a> Story<'a> {
         let count = |field: &str| summary[field].as_u64().unwrap_or(0) as usize;
         Ok((count("messages"), count("batches")))
     }
+}
+
+/// Where the verifier captures the demo table's catalog definitions in the backup.
+fn catalog_prefix() -> String {
+    lifeboat::layout::Layout::catalog_prefix(GLUE_DATABASE, GLUE_TABLE)
+}
+
+/// A catalog entry as `delta_tool.py glue-get` prints it, in a line.
+fn describe_entry(entry: &Value) -> String {
+    format!(
+        "at {} ({}, provider {}; columns {}; partition keys {})",
+        entry["location"].as_str().unwrap_or("?"),
+        entry["table_type"].as_str().unwrap_or("?"),
+        entry["parameters"]["spark.sql.sources.provider"]
+            .as_str()
+            .unwrap_or("?"),
+        join(&entry["columns"]),
+        join(&entry["partition_keys"])
+    )
 }
 
 fn join(list: &Value) -> String {
