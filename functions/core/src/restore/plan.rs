@@ -300,12 +300,14 @@ impl<S: Store> Restorer<S> {
                     .store
                     .head(&history.table.bucket, &history.table.key(&file), None)
                     .await?;
+                // S3 gives modification times in whole seconds (what Delta reads); the
+                // replicator records the event's time, in milliseconds.
                 Ok::<_, Error>(head.and_then(|h| {
                     h.metadata
                         .get(meta::SOURCE_LAST_MODIFIED)
                         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                        .map(|t| t.timestamp_millis())
-                        .or_else(|| h.last_modified.map(|t| t.timestamp_millis()))
+                        .map(|t| t.timestamp() * 1000)
+                        .or_else(|| h.last_modified.map(|t| t.timestamp() * 1000))
                 }))
             }
         };
