@@ -890,6 +890,23 @@ async fn drill_7_metastore_automation_drops_the_table() -> Result<()> {
     // The wall, tried on the captured definition itself.
     show_the_wall(&drill, &captured.key, &prefix, versions_before).await?;
 
+    // Glue announces the DeleteTable on EventBridge; the rule sends it to the verifier, which
+    // reports the drop at once (moto fires no rules: the event is the documented fixture).
+    let event: Value = serde_json::from_str(
+        &lifeboat_tests::fixture("eventbridge-glue-database-state-change-delete-table.json")
+            .replace("{{database}}", database)
+            .replace("{{table}}", name),
+    )?;
+    let answered = drill.verify.call(&event).await?;
+    let t = drill.table_report(&answered, &table)?;
+    ensure!(
+        kinds(t) == ["catalog_entry_dropped"],
+        "the Glue event's answer: {answered}"
+    );
+    drill.say(&format!(
+        "EventBridge \"Glue Data Catalog Database State Change\" (DeleteTable {database}.{name}) to the verify function: catalog_entry_dropped (critical), at once rather than at the next scheduled run"
+    ));
+
     let (report, verified) = verify_with_metrics(&drill).await?;
     let t = drill.table_report(&report, &table)?;
     drill.show_report(t);
