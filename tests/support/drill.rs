@@ -3,7 +3,8 @@
 //! with its own credentials:
 //!
 //! - the source writer, an IAM user with `s3:*` on the source buckets and nothing else, writes
-//!   the Delta tables (Python `deltalake`) and causes the disasters;
+//!   the Delta tables (Python `deltalake`) and causes the disasters ([`Drill::start_with_glue`]:
+//!   also the Glue table actions in those databases, registering its tables and dropping them);
 //! - the `replicate`, `verify` and `restore` Lambda binaries run under a local Lambda runtime
 //!   with the environment of their deployed function configuration and the credentials of
 //!   their deployed roles (assumed with `sts:AssumeRole`);
