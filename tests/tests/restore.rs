@@ -432,3 +432,85 @@ async fn errors_say_what_is_possible() {
     );
     assert!(err.contains("Restorable versions:"), "{err}");
 }
+
+/// The case of issue 14: after `DROP FEATURE deletionVectors` (the vectors gone, the protocol
+/// back to 1/2), a rollback to a version whose files carry deletion vectors commits a protocol
+/// that has the feature again, and readers apply the vectors: 8 rows, not 10.
+#[tokio::test]
+async fn rollback_past_a_dropped_deletion_vector_feature_brings_the_feature_back() {
+    let lab = lab().await;
+    let local = lifeboat_tests::shared_tables().join("delta-rs/table-with-dv-small");
+    let table = Lab::table("t/dv");
+    lab.aws
+        .delta(&["upload", local.to_str().unwrap(), &table])
+        .unwrap();
+    assert!(lab.drain().await.unwrap().is_empty());
+    assert_eq!(lab.aws.delta(&["read", &table, "1"]).unwrap()["rows"], 8);
+    // Version 2: the feature dropped, as DROP FEATURE leaves a table (here emptied instead of
+    // rewritten): protocol 1/2, no deletion-vector property, no file with a vector live.
+    let v1 = std::fs::read_to_string(local.join("_delta_log/00000000000000000001.json")).unwrap();
+    let add = v1
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find_map(|a| a.get("add").cloned())
+        .unwrap();
+    let v0 = std::fs::read_to_string(local.join("_delta_log/00000000000000000000.json")).unwrap();
+    let mut metadata = v0
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find_map(|a| a.get("metaData").cloned())
+        .unwrap();
+    metadata["configuration"]
+        .as_object_mut()
+        .unwrap()
+        .remove("delta.enableDeletionVectors");
+    let v2 = [
+        json!({"commitInfo": {"timestamp": 1677811200000i64, "operation": "DROP FEATURE"}}),
+        json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}),
+        json!({"metaData": metadata}),
+        json!({"remove": {"path": add["path"], "deletionTimestamp": 1677811200000i64, "dataChange": true,
+            "deletionVector": add["deletionVector"], "size": add["size"], "partitionValues": {}}}),
+    ]
+    .iter()
+    .map(|a| format!("{a}\n"))
+    .collect::<String>();
+    lab.aws
+        .put(Lab::SRC, "t/dv/_delta_log/00000000000000000002.json", v2)
+        .await
+        .unwrap();
+    assert!(lab.drain().await.unwrap().is_empty());
+    assert_eq!(lab.aws.delta(&["read", &table]).unwrap()["rows"], 0);
+
+    let done = restorer(&lab)
+        .run(
+            &request(json!({"table": table, "mode": "rollback", "version": 1, "dry_run": false})),
+            None,
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+    let commit = done.plan.commit.as_ref().unwrap();
+    assert!(commit.protocol_upgraded, "{done:?}");
+    let written = lab
+        .aws
+        .get(Lab::SRC, "t/dv/_delta_log/00000000000000000003.json")
+        .await
+        .unwrap();
+    let protocol = String::from_utf8(written)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find_map(|a| a.get("protocol").cloned())
+        .expect("the RESTORE commit carries a protocol");
+    assert_eq!(protocol["minReaderVersion"], 3);
+    assert_eq!(protocol["readerFeatures"], json!(["deletionVectors"]));
+    assert!(protocol["writerFeatures"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("deletionVectors")));
+    let read = lab.aws.delta(&["read", &table]).unwrap();
+    assert_eq!(read["version"], 3);
+    assert_eq!(read["rows"], 8, "the deletion vector applies: {read}");
+    let back = lab.aws.delta(&["read", &table, "1"]).unwrap();
+    assert_eq!(read["sha256"], back["sha256"]);
+}
