@@ -490,3 +490,77 @@ async fn verify_requests_stay_near_the_floor_under_kms() {
         "{requests} requests for a floor of {floor}"
     );
 }
+
+/// A stale `aws s3 sync --delete` removes the newest commit, and writers carry on: the source
+/// now holds another commit 2 and a commit 3 on top of it. The backup keeps its own commit 2;
+/// the verifier reports the divergence, never calls the stitched chain restorable, and a repair
+/// refuses to overwrite the source's valid commit (its rows 500 and 501 are a legitimate
+/// write). Rolling back to before the divergence is offered, and works.
+#[tokio::test]
+async fn a_diverged_log_is_never_stitched_nor_repaired_over() {
+    let lab = Lab::start(&[]).await.unwrap();
+    let table = Lab::table("t/diverged");
+    lab.aws.delta(&["write", &table, "small"]).unwrap(); // versions 0..=2
+    assert!(lab.drain().await.unwrap().is_empty());
+    // The other branch arrives seconds after the backup's copies (listings show seconds).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    lab.aws
+        .delete(Lab::SRC, "t/diverged/_delta_log/00000000000000000002.json")
+        .await
+        .unwrap();
+    lab.aws.delta(&["append", &table, "500", "2"]).unwrap(); // another commit 2
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    lab.aws.delta(&["append", &table, "600", "2"]).unwrap(); // commit 3 on top of it
+    assert!(lab.drain().await.unwrap().is_empty());
+    let source_rows = rows(&lab, &table);
+
+    let report = verify(&lab, &table).await;
+    let diverged = report
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::LogDiverged)
+        .unwrap_or_else(|| panic!("log_diverged expected: {:#?}", report.findings));
+    assert_eq!(diverged.data["version"], 2, "{diverged:?}");
+    assert_eq!(diverged.data["stitched_from"], 3, "{diverged:?}");
+    assert!(
+        !kinds(&report).contains(&FindingKind::LogCorrupted),
+        "another branch is not corruption: {:#?}",
+        report.findings
+    );
+    assert_eq!(
+        report.newest_restorable_version,
+        Some(2),
+        "the stitched version 3 is not restorable"
+    );
+
+    let refused = Restorer::new(lab.store(), lab.config())
+        .plan(&request(json!({"table": table, "mode": "repair"})))
+        .await
+        .expect_err("a repair over a valid commit is refused");
+    assert_eq!(refused.kind(), "Lifeboat.NotRestorable");
+    assert!(refused.to_string().contains("diverged"), "{refused}");
+    assert_eq!(
+        rows(&lab, &table),
+        source_rows,
+        "the source's branch is untouched"
+    );
+
+    // Rolling back to before the divergence: the table equals version 1 of either branch.
+    let target = Lab::table("clones/v1");
+    restore(
+        &lab,
+        json!({"table": table, "mode": "clone", "version": 1, "target": target, "dry_run": false}),
+    )
+    .await;
+    let rolled = restore(
+        &lab,
+        json!({"table": table, "mode": "rollback", "version": 1, "dry_run": false}),
+    )
+    .await;
+    assert!(rolled.result.as_ref().unwrap().commit_written.is_some());
+    let (now, then) = (rows(&lab, &table), rows(&lab, &target));
+    assert_eq!(
+        (&now["rows"], &now["sha256"]),
+        (&then["rows"], &then["sha256"])
+    );
+}

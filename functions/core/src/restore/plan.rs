@@ -7,14 +7,16 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
+use crate::delta::{classify_log_file, LogFileKind};
 use crate::delta::{commit_path, parse_commit, table_url, SnapshotDetail, TableListing};
 use crate::error::{Error, Result};
-use crate::history::{TableHistory, VersionStatus};
+use crate::history::{Divergence, TableHistory, VersionStatus};
 use crate::identity::{same_content, unchanged_since_copy};
 use crate::keys::S3Location;
 use crate::layout::meta;
 use crate::listing::Listed;
 use crate::ranges::{ranges_text, VersionRange};
+use crate::store::list_all;
 use crate::store::Store;
 
 use super::commit::{restore_commit, PlannedCommit};
@@ -96,7 +98,17 @@ impl<S: Store> Restorer<S> {
     pub async fn plan(&self, request: &RestoreRequest) -> Result<RestorePlan> {
         let resolved = resolve(request, &self.config)?;
         let backup = self.config.layout().location(&resolved.source);
-        let history = TableHistory::analyze(&self.store, &backup).await?;
+        let mut history = TableHistory::analyze(&self.store, &backup).await?;
+        // A log the source rolled back and wrote on again is never stitched into a restore.
+        let conflicts_prefix = self
+            .config
+            .layout()
+            .table_conflicts_prefix(&resolved.source);
+        let conflicts =
+            list_all(&self.store, &self.config.backup_bucket, &conflicts_prefix).await?;
+        let divergence = history
+            .exclude_diverged(&self.store, &conflicts, &conflicts_prefix)
+            .await?;
         if history.versions.is_empty() {
             return Err(Error::NotRestorable(format!(
                 "the backup holds no Delta log for {} (looked under {}/_delta_log/): nothing to restore from. Was the table ever replicated? `lifeboat backfill` copies an existing table",
@@ -152,6 +164,8 @@ impl<S: Store> Restorer<S> {
             Mode::Repair => {
                 let paths = history_paths(&history, version);
                 self.plan_copies(&mut plan, &history, &target, paths)
+                    .await?;
+                self.refuse_repair_over_valid_commits(&plan, divergence.as_ref())
                     .await?;
             }
             Mode::Rollback => {
@@ -480,6 +494,46 @@ impl<S: Store> Restorer<S> {
             self.store.get(&target.bucket, &to, None),
         )?;
         Ok(ours.is_some() && ours == theirs)
+    }
+
+    /// A repair puts back what was lost or damaged; it never overwrites a valid commit of the
+    /// source with another (a log rolled back and written on again: the two are different
+    /// histories, and the source's may hold legitimate writes).
+    async fn refuse_repair_over_valid_commits(
+        &self,
+        plan: &RestorePlan,
+        divergence: Option<&Divergence>,
+    ) -> Result<()> {
+        let root = table_url(&plan.target_location)?;
+        for copy in plan
+            .copies
+            .iter()
+            .filter(|c| c.reason == CopyReason::Replace)
+        {
+            let Some(name) = copy.path.strip_prefix("_delta_log/") else {
+                continue;
+            };
+            let (LogFileKind::Commit, Some(version)) = classify_log_file(name) else {
+                continue;
+            };
+            let key = plan.target_location.key(&copy.path);
+            let Some(body) = self
+                .store
+                .get(&plan.target_location.bucket, &key, None)
+                .await?
+            else {
+                continue;
+            };
+            if parse_commit(&root, version, &body).is_ok() {
+                let from = divergence.map_or(version, |d| d.version.min(version));
+                return Err(Error::NotRestorable(format!(
+                    "the source's log diverged from the backup's at version {from}: its commit {version} is another valid commit, not damage, and a repair never overwrites a valid commit (it would undo the writes of the source's branch). Choose: keep the source's branch (repair up to version {} only), roll the source back to before the divergence (mode rollback, version {}), or clone the backup's branch elsewhere (mode clone with a target)",
+                    from.saturating_sub(1),
+                    from.saturating_sub(1)
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Whether the target holds a log at all, and whether that log is an exact, shorter copy

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::delta::{LiveFile, LogFiles, TableListing};
 use crate::error::{Error, Result};
-use crate::history::TableHistory;
+use crate::history::{Divergence, TableHistory};
 use crate::identity::same_content;
 use crate::keys::S3Location;
 use crate::layout::Layout;
@@ -191,11 +191,14 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
         let layout = self.config.layout();
         let backup = layout.location(table);
         let conflicts_prefix = layout.table_conflicts_prefix(table);
-        let (history, source, conflicts) = futures::try_join!(
+        let (mut history, source, conflicts) = futures::try_join!(
             TableHistory::analyze(&self.store, &backup),
             TableListing::load(&self.store, table),
             list_all(&self.store, &self.config.backup_bucket, &conflicts_prefix),
         )?;
+        let divergence = history
+            .exclude_diverged(&self.store, &conflicts, &conflicts_prefix)
+            .await?;
         let source_log = source.log();
         let mut report = TableReport::empty(table);
         let mut check = TableCheck {
@@ -260,6 +263,13 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
                 |k| self.config.selects(k),
                 cutoff,
             );
+            if let Some(d) = &divergence {
+                // The source's commits from the divergence on are another branch, not garbage:
+                // reported as such below, never as corruption.
+                let diverged = |p: &str| log_version(p).is_some_and(|v| v >= d.version);
+                comparison.corrupted.retain(|c| !diverged(&c.path));
+                comparison.undecided.retain(|c| !diverged(&c.path));
+            }
             let undecided = std::mem::take(&mut comparison.undecided);
             comparison
                 .corrupted
@@ -307,6 +317,9 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
             if failed > 0 {
                 f.data.insert("resend_failed".into(), json!(failed));
             }
+        }
+        if let Some(d) = &divergence {
+            check.findings.push(check.log_diverged(d));
         }
         if newest.is_none() {
             check.findings.push(check.no_restorable_version());
@@ -395,6 +408,29 @@ impl TableCheck<'_> {
         .with("lost_versions", VersionRange::new(s + 1, b))
     }
 
+    /// The source's log and the backup's went separate ways at `d.version`.
+    fn log_diverged(&self, d: &Divergence) -> Finding {
+        let table = self.table;
+        let v = d.version;
+        let stitched = match d.stitched_from {
+            Some(from) => format!(
+                "; the backup's commits from {from} on were copied from the source's branch and are not restorable (they never chained onto the backup's commit {v})"
+            ),
+            None => String::new(),
+        };
+        Finding::new(
+            FindingKind::LogDiverged,
+            Severity::Critical,
+            format!(
+                "from version {v} the source and the backup hold different histories: the source's commit {v} (kept aside at {}) is another valid commit, so its log was rolled back (a stale sync, a manual rm) and written on again{stitched}. Lifeboat never stitches the two nor repairs over a valid commit. Choose: keep the source's branch (nothing to do; versions before {v} stay restorable), roll the source back to before it (`lifeboat restore {table} --mode rollback --version {}`), or clone the backup's branch elsewhere (`lifeboat restore {table} --mode clone --version <v> --target s3://...`)",
+                d.at,
+                v.saturating_sub(1),
+            ),
+        )
+        .with("version", v)
+        .with("stitched_from", d.stitched_from)
+    }
+
     /// The source has no log left.
     fn table_dropped(&self) -> Finding {
         Finding::new(
@@ -409,4 +445,10 @@ impl TableCheck<'_> {
         )
         .with("source_objects", self.source.len())
     }
+}
+
+/// The version a log file (a commit, a checkpoint, a CRC) belongs to, from its path relative
+/// to the table root.
+fn log_version(path: &str) -> Option<u64> {
+    crate::delta::classify_log_file(path.strip_prefix("_delta_log/")?).1
 }

@@ -43,6 +43,10 @@ pub enum FindingKind {
     /// between two others, no checkpoint after it): critical when the latest version is
     /// unreadable.
     SourceLogBroken,
+    /// From some version on, the source and the backup hold different histories (a stale sync
+    /// deleted commits, then writers committed new ones under the same versions): never
+    /// stitched, never repaired over.
+    LogDiverged,
     /// Table files in the source that hold other bytes than the backup's authoritative copy
     /// (critical when the source's current version needs them).
     SourceObjectOverwritten,
@@ -79,6 +83,7 @@ impl FindingKind {
         FindingKind::SourceLogBroken,
         FindingKind::SourceLogUnreadable,
         FindingKind::SourceObjectOverwritten,
+        FindingKind::LogDiverged,
         FindingKind::LogCorrupted,
         FindingKind::LogGap,
         FindingKind::MissingFilesInBackup,
