@@ -8,7 +8,7 @@ CARGO ?= cargo
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-rust test-python lint fmt demo bench clean fuzz
+.PHONY: help setup test test-rust test-python lint fmt demo bench clean fuzz chaos
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ test-python:
 	@if [ -d tests/infra ]; then $(VENV)/bin/pytest tests/infra -q; fi
 	$(VENV)/bin/pytest tests/local_aws -q
 	$(VENV)/bin/pytest tests/py -q
+	# The disaster fuzzer, short and seeded, with its regression sequences (tests/chaos).
+	$(CARGO) build -p lifeboat-cli
+	CHAOS_SEED=$(CHAOS_TEST_SEED) CHAOS_STEPS=$(CHAOS_TEST_STEPS) timeout 600 $(VENV)/bin/pytest tests/chaos -q -p no:cacheprovider
 
 lint: setup lint-infra ## rustfmt, clippy -D warnings, cfn-lint
 	$(CARGO) fmt --all --check
@@ -57,3 +60,11 @@ bench: setup ## benchmarks (never part of make test): copy and verify against th
 FUZZ_CASES ?= 50000
 fuzz: ## property-based fuzzing of every parser of outside input ($(FUZZ_CASES) cases each, bounded time)
 	PROPTEST_CASES=$(FUZZ_CASES) timeout 1800 $(CARGO) nextest run -p lifeboat-core -E 'binary(fuzz)' --no-fail-fast
+
+SEED ?= 18
+STEPS ?= 200
+CHAOS_TEST_SEED ?= 18
+CHAOS_TEST_STEPS ?= 40
+chaos: setup ## the disaster fuzzer (SEED, STEPS): writes, mishaps, lost/late events, killed restores against a model
+	$(CARGO) build -p lifeboat-cli
+	CHAOS_SEED=$(SEED) CHAOS_STEPS=$(STEPS) timeout $$(( 1200 + $(STEPS) * 4 )) $(VENV)/bin/pytest tests/chaos/test_chaos.py -q -s -p no:cacheprovider
