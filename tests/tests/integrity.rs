@@ -564,3 +564,64 @@ async fn a_diverged_log_is_never_stitched_nor_repaired_over() {
         (&then["rows"], &then["sha256"])
     );
 }
+
+/// A V2 checkpoint whose sidecar the backup lacks cannot be used by a reader: the verifier says
+/// so (`bad_checkpoint`), and a clone leaves that checkpoint out, so readers of the clone replay
+/// the commits and read the table as it was.
+#[tokio::test]
+async fn a_checkpoint_missing_its_sidecar_is_reported_and_left_out() {
+    let lab = Lab::start(&[]).await.unwrap();
+    let path = "t/sidecars";
+    let table = table_from(
+        &lab,
+        "delta-kernel-rs/data/v2-json-sidecars-struct-stats-only",
+        path,
+    )
+    .await;
+    let before = rows(&lab, &table);
+    let sidecars = lab
+        .aws
+        .list_keys(
+            Lab::BACKUP,
+            &format!("{}/{path}/_delta_log/_sidecars/", Lab::SRC),
+        )
+        .await
+        .unwrap();
+    assert!(!sidecars.is_empty());
+    for key in &sidecars {
+        lab.aws.delete(Lab::BACKUP, key).await.unwrap();
+    }
+    let report = verify(&lab, &table).await;
+    assert!(
+        kinds(&report).contains(&FindingKind::BadCheckpoint),
+        "{:#?}",
+        report.findings
+    );
+    assert_eq!(
+        report.newest_restorable_version,
+        Some(5),
+        "the commits still reach it"
+    );
+
+    let target = Lab::table("clones/sidecars");
+    let cloned = restore(
+        &lab,
+        json!({"table": table, "mode": "clone", "target": target, "dry_run": false}),
+    )
+    .await;
+    assert!(cloned.result.as_ref().unwrap().complete);
+    let copied = lab
+        .aws
+        .list_keys(Lab::SRC, "clones/sidecars/_delta_log/")
+        .await
+        .unwrap();
+    assert!(
+        !copied.iter().any(|k| k.contains(".checkpoint.")),
+        "the unusable checkpoint is left out: {copied:?}"
+    );
+    let (now, then) = (rows(&lab, &target), before);
+    assert_eq!(
+        (&now["rows"], &now["sha256"]),
+        (&then["rows"], &then["sha256"])
+    );
+}

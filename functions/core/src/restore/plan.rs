@@ -607,8 +607,25 @@ fn history_paths(history: &TableHistory, version: u64) -> Vec<String> {
             .into_iter()
             .map(|n| n.path.to_string()),
     );
+    // A checkpoint a reader could not use (a sidecar or a part missing) is left out: readers of
+    // the restored table replay the commits instead of failing on it.
+    let unusable = history.unusable_checkpoints();
     let mut seen = HashSet::new();
-    paths.retain(|p| !p.contains("://") && seen.insert(p.clone()));
+    paths.retain(|p| {
+        let checkpoint_of = p
+            .strip_prefix("_delta_log/")
+            .map(classify_log_file)
+            .filter(|(kind, _)| {
+                matches!(
+                    kind,
+                    LogFileKind::Checkpoint | LogFileKind::CheckpointPart { .. } | LogFileKind::CheckpointV2
+                )
+            })
+            .and_then(|(_, v)| v);
+        !p.contains("://")
+            && !checkpoint_of.is_some_and(|v| unusable.contains(&v))
+            && seen.insert(p.clone())
+    });
     paths
 }
 
