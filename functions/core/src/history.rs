@@ -311,9 +311,12 @@ impl TableHistory {
                 }
             };
             let location = self.table.clone();
-            let read = tokio::task::spawn_blocking(move || reader.snapshot_files(&location, Some(v)))
-                .await
-                .map_err(|e| Error::delta(self.table.to_string(), format!("kernel task failed: {e}")))?;
+            let read =
+                tokio::task::spawn_blocking(move || reader.snapshot_files(&location, Some(v)))
+                    .await
+                    .map_err(|e| {
+                        Error::delta(self.table.to_string(), format!("kernel task failed: {e}"))
+                    })?;
             if let Err(err) = read {
                 self.problems.push(Problem::BadCheckpoint {
                     version: v,

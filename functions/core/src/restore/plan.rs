@@ -618,7 +618,9 @@ fn history_paths(history: &TableHistory, version: u64) -> Vec<String> {
             .filter(|(kind, _)| {
                 matches!(
                     kind,
-                    LogFileKind::Checkpoint | LogFileKind::CheckpointPart { .. } | LogFileKind::CheckpointV2
+                    LogFileKind::Checkpoint
+                        | LogFileKind::CheckpointPart { .. }
+                        | LogFileKind::CheckpointV2
                 )
             })
             .and_then(|(_, v)| v);
