@@ -43,11 +43,13 @@ def test_chaos(lab):
               f"reproduce: make chaos SEED={SEED} STEPS={STEPS}")
         print("chaos: the shrunk sequence, for tests/chaos/test_regressions.py:")
         print("STEPS_SEED_%d = [" % SEED)
-        for name, kwargs in machine.LAST_TRACE:
+        print(f"# {machine.FAILED_ERROR[0] if machine.FAILED_ERROR else ''}")
+        for name, kwargs in machine.FAILED_TRACE or machine.LAST_TRACE:
             print(f"    ({name!r}, {kwargs!r}),")
         print("]")
         raise
     finally:
         s = machine.STATS
         print(f"\nchaos: SEED={SEED} STEPS={STEPS}: {s['examples']} example(s), {s['steps']} steps run "
-              f"(shrinking included), {s['refusals']} clean refusals, {time.time() - start:.0f} s")
+              f"(shrinking included), {s['refusals']} clean refusals, known bugs hit {s['known_bugs'] or 'none'}, "
+              f"{time.time() - start:.0f} s")

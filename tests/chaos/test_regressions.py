@@ -1,0 +1,64 @@
+"""Every sequence the disaster fuzzer (make chaos) shrank a failure to, replayed step by step
+with every invariant checked after each (machine.replay). A bug not fixed yet is
+`xfail(strict=True)`: the day it is fixed, the test passes, xfail fails, and the marker goes.
+RELIABILITY.md ("The disaster fuzzer") lists each with its seed.
+"""
+
+import pytest
+
+import machine
+
+# B1 (make chaos SEED=18 STEPS=150, shrunk by hand to three steps): a forged
+# `_delta_log/_last_checkpoint` (pointing to a checkpoint that does not exist) is neither
+# reported by verify nor replaced by a rollback: the rollback exits 0 after writing its RESTORE
+# commit, and deltalake then cannot open the table ("Had a _last_checkpoint hint but didn't find
+# any checkpoints"). DESIGN.md: "a restored table's _last_checkpoint must agree with its
+# restored log".
+B1 = [
+    ("create_tables", {}),
+    ("mishap", {"table": "sales", "kind": "forge_last_checkpoint", "pick": 0}),
+    ("restore", {"table": "sales", "mode": "rollback", "point": "newest", "k": 0}),
+]
+
+
+@pytest.fixture
+def strict(monkeypatch):
+    monkeypatch.setattr(machine, "STRICT", True)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="B1: rollback leaves a forged _last_checkpoint; deltalake cannot read the restored table")
+def test_b1_rollback_after_a_forged_last_checkpoint(lab, strict):
+    machine.replay(B1)
+
+
+def test_stale_sync_then_writers_continue_then_rollback(lab, strict):
+    """The #10/#11 class: a regressed log, then more writes, then a restore."""
+    machine.replay([
+        ("create_tables", {}),
+        ("write", {"table": "sales", "op": "append", "n": 3, "r": 0}),
+        ("write", {"table": "sales", "op": "checkpoint", "n": 1, "r": 0}),
+        ("write", {"table": "sales", "op": "append", "n": 2, "r": 0}),
+        ("deliver", {"plan": ["ok"], "shuffle": False, "release_late": False}),
+        ("mishap", {"table": "sales", "kind": "stale_sync", "pick": 0}),
+        ("write", {"table": "sales", "op": "append", "n": 1, "r": 0}),
+        ("write", {"table": "sales", "op": "append", "n": 1, "r": 0}),
+        ("write", {"table": "sales", "op": "append", "n": 1, "r": 0}),
+        ("verify_and_heal", {}),
+        ("restore", {"table": "sales", "mode": "rollback", "point": "version", "k": 2}),
+        ("restore", {"table": "sales", "mode": "clone", "point": "version", "k": 3}),
+    ])
+
+
+def test_lost_late_and_duplicated_events_heal(lab, strict):
+    machine.replay([
+        ("create_tables", {}),
+        ("write", {"table": "events", "op": "cdf_on", "n": 1, "r": 0}),
+        ("write", {"table": "events", "op": "update", "n": 2, "r": 1}),
+        ("deliver", {"plan": ["lost", "dup", "late"], "shuffle": True, "release_late": False}),
+        ("write", {"table": "events", "op": "delete", "n": 1, "r": 0}),
+        ("deliver", {"plan": ["dup", "ok"], "shuffle": True, "release_late": True}),
+        ("verify_and_heal", {}),
+        ("write", {"table": "events", "op": "vacuum", "n": 1, "r": 0}),
+        ("restore", {"table": "events", "mode": "repair", "point": "newest", "k": 0}),
+    ])
