@@ -27,6 +27,9 @@ pub struct VersionStatus {
     pub version: u64,
     /// In-commit timestamp, else `commitInfo.timestamp` (ms since the epoch), when known.
     pub timestamp_ms: Option<i64>,
+    /// The commit's in-commit timestamp, when it carries one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ict_ms: Option<i64>,
     pub restorable: bool,
     /// Files live in this version, when the log reaches it.
     pub live_files: Option<u64>,
@@ -148,6 +151,7 @@ impl TableHistory {
             let mut status = VersionStatus {
                 version: v,
                 timestamp_ms: None,
+                ict_ms: None,
                 restorable: false,
                 live_files: None,
                 reason: None,
@@ -166,6 +170,7 @@ impl TableHistory {
                 {
                     Ok(c) => {
                         status.timestamp_ms = c.timestamp_ms;
+                        status.ict_ms = c.ict_ms;
                         commit = Some(c);
                     }
                     Err(err) => history.problems.push(Problem::UnreadableCommit {
@@ -434,29 +439,62 @@ impl TableHistory {
 
     /// The commit time of `version`: from the log, else the source's last-modified time kept
     /// in the backup metadata of its commit (or checkpoint) file.
+    ///
+    /// As Delta tells time (the rule `TIMESTAMP AS OF` and `lifeboat restore --timestamp` use,
+    /// see `restore::timestamps`): a commit's in-commit timestamp when it carries one, else the
+    /// modification time of its commit file in the source (kept in the backup copy's metadata,
+    /// to the second, as S3 reports it), else `commitInfo.timestamp`. So a time copied from a
+    /// report names the version it was reported for.
     pub async fn commit_time_ms<S: Store>(&self, store: &S, version: u64) -> Result<Option<i64>> {
-        if let Some(ts) = self.status(version).and_then(|s| s.timestamp_ms) {
-            return Ok(Some(ts));
+        let status = self.status(version);
+        if let Some(ict) = status.and_then(|s| s.ict_ms) {
+            return Ok(Some(ict));
         }
+        let logged = status.and_then(|s| s.timestamp_ms);
         let file = if self.log.commits.contains(&version) {
             commit_path(version)
         } else {
             match self.log.checkpoints.get(&version).and_then(|c| c.first()) {
                 Some((_, path)) => path.to_string(),
-                None => return Ok(None),
+                None => return Ok(logged),
             }
         };
         let head = store
             .head(&self.table.bucket, &self.table.key(&file), None)
             .await?;
-        Ok(head.and_then(|h| {
-            h.metadata
-                .get(meta::SOURCE_LAST_MODIFIED)
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.timestamp_millis())
-                .or_else(|| h.last_modified.map(|t| t.timestamp_millis()))
-        }))
+        let Some(file_ms) = head.as_ref().and_then(recorded_second) else {
+            return Ok(logged);
+        };
+        // Delta makes file times monotonic: a commit's time is max(its file time, the previous
+        // commit's + 1 ms). Commits written in the same second as this one (listings and
+        // `lifeboat-source-last-modified` give seconds) each push it on by 1 ms.
+        let mut same_second = 0;
+        let mut previous = version;
+        while previous > 0 && same_second < MONOTONIC_LOOKBACK {
+            previous -= 1;
+            if !self.log.commits.contains(&previous) {
+                break;
+            }
+            let key = self.table.key(&commit_path(previous));
+            let head = store.head(&self.table.bucket, &key, None).await?;
+            if head.as_ref().and_then(recorded_second) != Some(file_ms) {
+                break;
+            }
+            same_second += 1;
+        }
+        Ok(Some(file_ms + same_second))
     }
+}
+
+/// How many earlier commits [`TableHistory::commit_time_ms`] looks at for the same second.
+const MONOTONIC_LOOKBACK: i64 = 100;
+
+/// The source modification time a backup copy records, to the second.
+fn recorded_second(head: &crate::store::ObjectInfo) -> Option<i64> {
+    head.metadata
+        .get(meta::SOURCE_LAST_MODIFIED)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp_millis().div_euclid(1000) * 1000)
 }
 
 fn open(live: &mut Live, needs: &mut Vec<FileNeed>, file: LiveFile, version: u64) {

@@ -144,6 +144,8 @@ pub struct Commit {
     pub removes: Vec<String>,
     /// In-commit timestamp when present, else `commitInfo.timestamp` (milliseconds).
     pub timestamp_ms: Option<i64>,
+    /// The in-commit timestamp, when the commit carries one.
+    pub ict_ms: Option<i64>,
     pub operation: Option<String>,
 }
 
@@ -200,6 +202,7 @@ pub fn parse_commit(root: &Url, version: u64, body: &[u8]) -> Result<Commit> {
                 .as_i64()
                 .or(info["timestamp"].as_i64())
                 .or(commit.timestamp_ms);
+            commit.ict_ms = info["inCommitTimestamp"].as_i64().or(commit.ict_ms);
             commit.operation = info["operation"].as_str().map(str::to_string);
         }
     }
