@@ -376,6 +376,47 @@ impl Store for S3Store {
         Ok(ListPage { objects, next })
     }
 
+    async fn list_page_after(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: &str,
+        continuation: Option<String>,
+    ) -> Result<ListPage> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_expected_bucket_owner(self.owner(bucket))
+            .prefix(prefix)
+            .start_after(start_after)
+            .set_continuation_token(continuation)
+            .send()
+            .await
+            .map_err(|err| s3_error("ListObjectsV2", bucket, prefix, err))?;
+        let objects = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(ObjectInfo {
+                    key: o.key()?.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    etag: bare_etag(o.e_tag().unwrap_or_default()),
+                    version_id: None,
+                    last_modified: to_chrono(o.last_modified()),
+                    metadata: HashMap::new(),
+                    checksum: None,
+                })
+            })
+            .collect();
+        let next = if out.is_truncated() == Some(true) {
+            out.next_continuation_token().map(str::to_string)
+        } else {
+            None
+        };
+        Ok(ListPage { objects, next })
+    }
+
     async fn list_folders(
         &self,
         bucket: &str,

@@ -135,6 +135,30 @@ pub trait Store: Send + Sync {
         continuation: Option<String>,
     ) -> impl Future<Output = Result<ListPage>> + Send;
 
+    /// Lists one page of keys under `prefix` that sort after `start_after` (S3 lists in
+    /// lexicographic order: a log is listed from a known commit on, `start-after`). The
+    /// default lists every key under `prefix` and keeps the later ones; real stores override it.
+    fn list_page_after(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: &str,
+        continuation: Option<String>,
+    ) -> impl Future<Output = Result<ListPage>> + Send {
+        async move {
+            let _ = continuation;
+            let objects = list_all(self, bucket, prefix)
+                .await?
+                .into_iter()
+                .filter(|o| o.key.as_str() > start_after)
+                .collect();
+            Ok(ListPage {
+                objects,
+                next: None,
+            })
+        }
+    }
+
     /// Lists one page of the folders directly under `prefix` (a delimiter listing), so a walk
     /// over a bucket's folders does not list every object. The default lists every key under
     /// `prefix` in one go and derives the folders; real stores override it.
@@ -237,6 +261,27 @@ pub async fn list_all<S: Store + ?Sized>(
     let mut continuation = None;
     loop {
         let page = store.list_page(bucket, prefix, continuation).await?;
+        all.extend(page.objects);
+        match page.next {
+            Some(next) => continuation = Some(next),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// Lists every object under `prefix` whose key sorts after `start_after`, page by page.
+pub async fn list_all_after<S: Store + ?Sized>(
+    store: &S,
+    bucket: &str,
+    prefix: &str,
+    start_after: &str,
+) -> Result<Vec<ObjectInfo>> {
+    let mut all = Vec::new();
+    let mut continuation = None;
+    loop {
+        let page = store
+            .list_page_after(bucket, prefix, start_after, continuation)
+            .await?;
         all.extend(page.objects);
         match page.next {
             Some(next) => continuation = Some(next),

@@ -15,12 +15,26 @@ pub const DEFAULT_GRACE_SECONDS: u64 = 15 * 60;
 pub struct VerifySettings {
     /// `LIFEBOAT_GRACE_SECONDS`: source objects younger than this are pending, not missing.
     pub grace_seconds: u64,
+    /// `LIFEBOAT_FULL_PROOF_HOURS`: how often a table's proven state is set aside and every
+    /// commit read again (0: every run; [`super::incremental`]).
+    pub full_proof_hours: u64,
+    /// `LIFEBOAT_VERIFY_QUEUE_URL`: the verify queue the scheduled run fans the tables out to
+    /// ([`super::fanout`]); none: every table is verified in the scheduled run itself.
+    pub verify_queue_url: Option<String>,
+    /// `LIFEBOAT_VERIFY_TABLES_PER_MESSAGE`: tables per verify-queue message.
+    pub tables_per_message: usize,
 }
+
+/// The default of `LIFEBOAT_FULL_PROOF_HOURS`: a full re-proof a day.
+pub const DEFAULT_FULL_PROOF_HOURS: u64 = 24;
 
 impl Default for VerifySettings {
     fn default() -> Self {
         VerifySettings {
             grace_seconds: DEFAULT_GRACE_SECONDS,
+            full_proof_hours: DEFAULT_FULL_PROOF_HOURS,
+            verify_queue_url: None,
+            tables_per_message: 1,
         }
     }
 }
@@ -31,19 +45,33 @@ impl VerifySettings {
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let grace_seconds = match lookup("LIFEBOAT_GRACE_SECONDS")
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-        {
-            None => DEFAULT_GRACE_SECONDS,
-            Some(text) => text.replace('_', "").parse::<u64>().map_err(|_| {
-                Error::config(
-                    "LIFEBOAT_GRACE_SECONDS",
-                    format!("{text:?} is not a whole number of seconds"),
-                )
-            })?,
+        let number = |name: &'static str, default: u64, unit: &str| -> Result<u64> {
+            match lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+            {
+                None => Ok(default),
+                Some(text) => text.replace('_', "").parse::<u64>().map_err(|_| {
+                    Error::config(name, format!("{text:?} is not a whole number of {unit}"))
+                }),
+            }
         };
-        Ok(VerifySettings { grace_seconds })
+        let grace_seconds = number("LIFEBOAT_GRACE_SECONDS", DEFAULT_GRACE_SECONDS, "seconds")?;
+        let full_proof_hours = number(
+            "LIFEBOAT_FULL_PROOF_HOURS",
+            DEFAULT_FULL_PROOF_HOURS,
+            "hours",
+        )?;
+        let tables_per_message = number("LIFEBOAT_VERIFY_TABLES_PER_MESSAGE", 1, "tables")?;
+        let verify_queue_url = lookup("LIFEBOAT_VERIFY_QUEUE_URL")
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+        Ok(VerifySettings {
+            grace_seconds,
+            full_proof_hours,
+            verify_queue_url,
+            tables_per_message: tables_per_message.max(1) as usize,
+        })
     }
 }
 
@@ -141,5 +169,20 @@ mod tests {
         assert_eq!(s.grace_seconds, 0);
         let err = VerifySettings::from_lookup(|_| Some("soon".into())).unwrap_err();
         assert!(err.to_string().contains("LIFEBOAT_GRACE_SECONDS"), "{err}");
+        assert_eq!(s.full_proof_hours, 0);
+        let s = VerifySettings::from_lookup(|name| match name {
+            "LIFEBOAT_VERIFY_QUEUE_URL" => Some("https://q".into()),
+            "LIFEBOAT_VERIFY_TABLES_PER_MESSAGE" => Some("5".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(
+            (
+                s.full_proof_hours,
+                s.verify_queue_url.as_deref(),
+                s.tables_per_message
+            ),
+            (24, Some("https://q"), 5)
+        );
     }
 }

@@ -29,15 +29,20 @@ use crate::layout::Layout;
 use crate::ranges::VersionRange;
 use crate::store::{list_all, Store, WriteOptions};
 
+use state::TableState;
+
 pub mod backup;
 pub mod catalog;
 pub mod compare;
 pub mod discover;
+pub mod fanout;
+pub mod incremental;
 pub mod input;
 pub mod queue;
 pub mod report;
 pub mod source;
 pub mod source_log;
+pub mod state;
 
 pub use input::{VerifyInput, VerifySettings, DEFAULT_GRACE_SECONDS};
 pub use queue::{encode_event_key, Queue};
@@ -50,6 +55,19 @@ use report::{rfc3339, time_of_ms};
 const NAMED_MAX: usize = 20;
 /// Tables verified at once.
 const TABLE_CONCURRENCY: usize = 4;
+
+/// How a run proves each table, and whether it keeps the proven state
+/// ([`state`], [`incremental`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proving {
+    /// Full proofs, no state read or written (`lifeboat verify`, [`Verifier::run`]).
+    Stateless,
+    /// Full proofs, and the state they prove written (`{"tables": [...]}`).
+    Full,
+    /// From each table's proven state where it allows, and the state written (the schedule
+    /// and the verify queue).
+    Incremental,
+}
 
 /// The verifier over any [`Store`] and [`Queue`].
 pub struct Verifier<S, Q = aws_sdk_sqs::Client> {
@@ -102,12 +120,22 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
         if crate::catalog::CatalogEvent::is_catalog_event(input) {
             return self.handle_catalog_event(input).await;
         }
+        if is_sqs_batch(input) {
+            let event: aws_lambda_events::event::sqs::SqsEvent =
+                serde_json::from_value(input.clone()).map_err(|e| {
+                    Error::bad_input(format!("a verify-queue SQS batch that does not parse: {e}"))
+                })?;
+            return Ok(serde_json::to_value(self.consume(event).await?)?);
+        }
         let input = VerifyInput::parse(input)?;
-        let tables = match input {
-            VerifyInput::Tables(tables) => Some(tables),
-            VerifyInput::Scheduled => None,
+        let (tables, proving) = match input {
+            VerifyInput::Tables(tables) => (Some(tables), Proving::Full),
+            VerifyInput::Scheduled => match &self.settings.verify_queue_url {
+                Some(url) => return self.dispatch(url).await,
+                None => (None, Proving::Incremental),
+            },
         };
-        let report = self.run(tables).await?;
+        let report = self.run_with(tables, proving).await?;
         self.write_report(&report).await?;
         for emf in report.metrics(self.config.per_table_metrics) {
             emf.emit();
@@ -119,8 +147,33 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
     /// objects to the queue. Writes nothing to S3 but the catalog definitions it captures
     /// ([`catalog`]).
     pub async fn run(&self, tables: Option<Vec<S3Location>>) -> Result<Report> {
+        self.run_with(tables, Proving::Stateless).await
+    }
+
+    /// [`Self::run`], proving each table as `proving` says.
+    pub async fn run_with(
+        &self,
+        tables: Option<Vec<S3Location>>,
+        proving: Proving,
+    ) -> Result<Report> {
         let started = Utc::now();
         let all_tables = tables.is_none();
+        let tables = self.tables_to_verify(tables).await?;
+        tracing::info!(tables = tables.len(), ?proving, "verifying");
+        let reports: Vec<TableReport> = stream::iter(tables)
+            .map(|table| async move { self.verify_or_report(&table, proving).await })
+            .buffered(TABLE_CONCURRENCY)
+            .collect()
+            .await;
+        let reports = self.with_catalog_findings(reports, all_tables).await;
+        Ok(Report::new(started, reports))
+    }
+
+    /// `tables`, else the configured tables, else the discovered ones; each in a source bucket.
+    pub async fn tables_to_verify(
+        &self,
+        tables: Option<Vec<S3Location>>,
+    ) -> Result<Vec<S3Location>> {
         let tables = match tables {
             Some(tables) => tables,
             None if !self.config.tables.is_empty() => self.config.tables.clone(),
@@ -135,31 +188,27 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
                 )));
             }
         }
-        tracing::info!(tables = tables.len(), "verifying");
-        let reports: Vec<TableReport> = stream::iter(tables)
-            .map(|table| async move {
-                match self.verify_table(&table).await {
-                    Ok(report) => report,
-                    Err(err) => {
-                        tracing::error!(table = %table, error = %err, "verification failed");
-                        let mut report = TableReport::empty(&table);
-                        report.findings.push(
-                            Finding::new(
-                                FindingKind::VerificationFailed,
-                                Severity::Critical,
-                                format!("the table could not be verified: {err}"),
-                            )
-                            .with("retryable", err.is_retryable()),
-                        );
-                        report
-                    }
-                }
-            })
-            .buffered(TABLE_CONCURRENCY)
-            .collect()
-            .await;
-        let reports = self.with_catalog_findings(reports, all_tables).await;
-        Ok(Report::new(started, reports))
+        Ok(tables)
+    }
+
+    /// Verifies one table as `proving` says; a table that cannot be verified is a finding.
+    pub async fn verify_or_report(&self, table: &S3Location, proving: Proving) -> TableReport {
+        match self.verify_proving(table, proving).await {
+            Ok(report) => report,
+            Err(err) => {
+                tracing::error!(table = %table, error = %err, "verification failed");
+                let mut report = TableReport::empty(table);
+                report.findings.push(
+                    Finding::new(
+                        FindingKind::VerificationFailed,
+                        Severity::Critical,
+                        format!("the table could not be verified: {err}"),
+                    )
+                    .with("retryable", err.is_retryable()),
+                );
+                report
+            }
+        }
     }
 
     /// Writes the report as `_lifeboat/reports/<time>.json` and `_lifeboat/reports/latest.json`
@@ -185,8 +234,13 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
         Ok(keys)
     }
 
-    /// Verifies one table: the backup alone, then the source against it.
+    /// Verifies one table: the backup alone, then the source against it (a full proof).
     pub async fn verify_table(&self, table: &S3Location) -> Result<TableReport> {
+        Ok(self.verify_table_full(table).await?.0)
+    }
+
+    /// [`Self::verify_table`], and the state it proved ([`state`]).
+    pub async fn verify_table_full(&self, table: &S3Location) -> Result<(TableReport, TableState)> {
         let now = Utc::now();
         let layout = self.config.layout();
         let backup = layout.location(table);
@@ -217,15 +271,15 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
         let newest = history.newest_restorable().map(|s| s.version);
         report.oldest_restorable_version = oldest;
         report.newest_restorable_version = newest;
+        let mut oldest_ms = None;
+        let mut newest_ms = None;
         if let Some(v) = oldest {
-            report.oldest_restorable_commit_time = history
-                .commit_time_ms(&self.store, v)
-                .await?
-                .and_then(time_of_ms)
-                .map(rfc3339);
+            oldest_ms = history.commit_time_ms(&self.store, v).await?;
+            report.oldest_restorable_commit_time = oldest_ms.and_then(time_of_ms).map(rfc3339);
         }
         if let Some(v) = newest {
             let time = history.commit_time_ms(&self.store, v).await?;
+            newest_ms = time;
             report.newest_restorable_commit_time = time.and_then(time_of_ms).map(rfc3339);
             report.rpo_seconds = time.map(|t| ((check.now_ms - t) / 1000).max(0));
         }
@@ -328,7 +382,15 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
         report.findings = check.findings;
         tracing::info!(table = %table, latest = ?report.latest_backup_version,
             newest_restorable = ?newest, findings = report.findings.len(), "table verified");
-        Ok(report)
+        let proven = ProvenFull {
+            oldest_ms,
+            newest_ms,
+            conflicts: conflicts.len(),
+            diverged: divergence.is_some(),
+            now_ms: now.timestamp_millis(),
+        }
+        .state(&history, &report);
+        Ok((report, proven))
     }
 
     /// Objects of the same size rewritten after their copy was made: the same content or not,
@@ -446,6 +508,17 @@ impl TableCheck<'_> {
         .with("source_objects", self.source.len())
     }
 }
+
+/// Whether a Lambda payload is an SQS batch (the verify queue's).
+fn is_sqs_batch(input: &Value) -> bool {
+    input["Records"]
+        .as_array()
+        .and_then(|r| r.first())
+        .is_some_and(|r| r["eventSource"] == "aws:sqs")
+}
+
+mod proving;
+use proving::ProvenFull;
 
 /// The version a log file (a commit, a checkpoint, a CRC) belongs to, from its path relative
 /// to the table root.
