@@ -42,9 +42,11 @@ class State:
         self.lock = threading.Lock()
         self.counts = {"requests": 0, **{f: 0 for f in faults}}
 
-    def draw(self):
+    def draw(self, op=None):
         with self.lock:
             self.counts["requests"] += 1
+            if op:
+                self.counts[op] = self.counts.get(op, 0) + 1
             if self.faults and self.random.random() < self.rate:
                 # The kinds take turns, so that a handful of faults covers every kind.
                 fault = self.faults[self.injected % len(self.faults)]
@@ -138,7 +140,10 @@ def make_handler(upstream, state):
             if self.path.startswith("/__proxy/"):
                 return self.control()
             body = self.read_body()
-            fault = state.draw()
+            # Requests by S3 operation too ("op:GET", "op:LIST", "op:HEAD", "op:PUT", ...).
+            query = urlparse(self.path).query
+            op = "LIST" if self.command == "GET" and "list-type" in query else self.command
+            fault = state.draw("op:" + op)
             if fault in ERRORS:
                 return self.error(*ERRORS[fault])
             if fault == "reset":
