@@ -1,15 +1,19 @@
-//! `lifeboat restore`: the restore Lambda's plan and execution from a terminal.
+//! `lifeboat restore`: the restore Lambda's plan and execution from a terminal; with
+//! `--status <id>`, where a sharded restore is.
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 use lifeboat::ranges::ranges_text;
+use lifeboat::restore::shards::{Phase, RestoreStatus};
 use lifeboat::restore::{Mode, NextStep, RestoreRequest, RestoreResponse, Restorer};
+use lifeboat::s3::S3Store;
 
 #[derive(clap::Args)]
 pub struct RestoreArgs {
     /// The table, s3://bucket/path/to/table.
-    pub table: String,
+    #[arg(required_unless_present = "status")]
+    pub table: Option<String>,
     /// Restore to this version (default: the newest restorable).
     #[arg(long, conflicts_with = "timestamp")]
     pub version: Option<u64>,
@@ -17,8 +21,8 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub timestamp: Option<String>,
     /// rollback (in place, as a new commit), clone (into --target) or repair (put back files).
-    #[arg(long, value_enum)]
-    pub mode: CliMode,
+    #[arg(long, value_enum, required_unless_present = "status")]
+    pub mode: Option<CliMode>,
     /// Where a clone goes (an empty location).
     #[arg(long)]
     pub target: Option<String>,
@@ -32,6 +36,14 @@ pub struct RestoreArgs {
     /// Print the JSON the Lambda returns.
     #[arg(long)]
     pub json: bool,
+    /// Show where sharded restore ID is (its shards done, objects copied, the log written),
+    /// and with --wait follow it to the end.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["table", "execute"])]
+    pub status: Option<String>,
+    /// After handing a restore to the work queue (or with --status), wait for it to finish,
+    /// with a progress bar.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -42,11 +54,15 @@ pub enum CliMode {
 }
 
 pub async fn run(args: RestoreArgs) -> Result<ExitCode> {
+    if let Some(id) = &args.status {
+        let restorer = Restorer::from_env().await?;
+        return status(&restorer, id, args.wait, args.json).await;
+    }
     let request = RestoreRequest {
-        table: args.table,
+        table: args.table.clone().unwrap_or_default(),
         version: args.version,
         timestamp: args.timestamp,
-        mode: match args.mode {
+        mode: match args.mode.unwrap_or(CliMode::Repair) {
             CliMode::Rollback => Mode::Rollback,
             CliMode::Clone => Mode::Clone,
             CliMode::Repair => Mode::Repair,
@@ -79,7 +95,94 @@ pub async fn run(args: RestoreArgs) -> Result<ExitCode> {
     } else {
         print!("{}", describe(&response));
     }
+    if let (Some(started), true) = (&response.sharded, args.wait) {
+        return status(&restorer, &started.restore_id, true, args.json).await;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints where sharded restore `id` is; with `wait`, follows it with a progress bar until
+/// its log is written (or its finishing failed).
+async fn status(
+    restorer: &Restorer<S3Store>,
+    id: &str,
+    wait: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let mut current = restorer.restore_status(id).await?;
+    if wait {
+        let bar = indicatif::ProgressBar::new(current.objects).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {pos}/{len} objects {elapsed}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        if json {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        while matches!(current.phase, Phase::Copying | Phase::WritingLog) {
+            bar.set_position(current.objects_done);
+            bar.set_message(format!(
+                "{} of {} shards",
+                current.shards_done, current.shards
+            ));
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            current = restorer.restore_status(id).await?;
+        }
+        bar.finish_and_clear();
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&current)?);
+    } else {
+        print!("{}", describe_status(&current));
+    }
+    Ok(match current.phase {
+        Phase::Failed => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+/// A sharded restore's status as a person reads it.
+pub fn describe_status(status: &RestoreStatus) -> String {
+    let mut out = format!(
+        "Restore {} of {} into {}\n",
+        status.restore_id, status.table, status.target
+    );
+    out += &format!("  started:           {}\n", status.started_at);
+    out += &format!(
+        "  shards:            {} of {} done\n",
+        status.shards_done, status.shards
+    );
+    out += &format!(
+        "  data:              {} of {} objects, {} of {} bytes\n",
+        status.objects_done, status.objects, status.bytes_done, status.bytes
+    );
+    out += &format!(
+        "  phase:             {}\n",
+        match status.phase {
+            Phase::Copying => "copying the data shards",
+            Phase::WritingLog => "every shard is done; writing the log",
+            Phase::Done => "done",
+            Phase::Failed => "writing the log failed (SQS retries it)",
+        }
+    );
+    if let Some(finished) = &status.finished {
+        out += &format!(
+            "  log:               {} file(s) written{} at {}\n",
+            finished.log.copied,
+            finished
+                .log
+                .commit_written
+                .map(|v| format!(", commit {v}"))
+                .unwrap_or_default(),
+            finished.at
+        );
+    }
+    if let Some(error) = &status.error {
+        out += &format!("  error:             {error}\n");
+    }
+    out
 }
 
 /// The response as a person reads it.
@@ -135,6 +238,17 @@ pub fn describe(response: &RestoreResponse) -> String {
     }
     for note in &plan.notes {
         out += &format!("  note:              {note}\n");
+    }
+    if let Some(started) = &response.sharded {
+        out += &format!(
+            "Handed to the restore work queue as restore {}: {} data objects ({} bytes) in {} shard(s); the log ({} file(s)) is written once every shard is done.\nFollow it with: {}\n",
+            started.restore_id,
+            started.objects,
+            started.bytes,
+            started.shards,
+            started.log_objects,
+            started.status
+        );
     }
     if let Some(result) = &response.result {
         out += &format!(

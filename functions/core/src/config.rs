@@ -51,6 +51,9 @@ pub struct Config {
     /// `ExpectedBucketOwner` (`ExpectedSourceBucketOwner` on copies from them), so that a
     /// source bucket deleted and re-created by someone else is never read or written.
     pub source_account_id: Option<String>,
+    /// The restore work queue and shard sizes (`LIFEBOAT_RESTORE_*`, see
+    /// [`crate::restore::shards::ShardSettings`]).
+    pub restore_shards: crate::restore::shards::ShardSettings,
 }
 
 impl Config {
@@ -176,7 +179,9 @@ impl Config {
                 format!("{bad:?} is not a Glue database name: give comma-separated names (letters, digits, _ and -), or leave it empty to turn the catalog capture off"),
             ));
         }
+        let restore_shards = crate::restore::shards::ShardSettings::from_lookup(&get)?;
         let config = Config {
+            restore_shards,
             backup_bucket,
             layout,
             source_buckets,

@@ -41,6 +41,10 @@ pub const STATE_PREFIX: &str = "_lifeboat/state/";
 /// definition: `_lifeboat/catalog/<database>/<table>/<time>-<digest>.json` (the newest sorts
 /// last).
 pub const CATALOG_PREFIX: &str = "_lifeboat/catalog/";
+/// Where a sharded restore keeps its progress: `_lifeboat/state/restores/<id>/` holds its
+/// plan, one manifest per shard and one small record per finished shard (written by the
+/// restorer only; [`Layout::restore_key`]).
+pub const RESTORES_PREFIX: &str = "_lifeboat/state/restores/";
 /// The name of the newest report under [`REPORTS_PREFIX`].
 pub const LATEST_REPORT: &str = "latest.json";
 
@@ -161,6 +165,12 @@ impl Layout {
             Self::catalog_prefix(database, table),
             at.format("%Y-%m-%dT%H-%M-%S%.3fZ")
         )
+    }
+
+    /// The key of `name` (e.g. `plan.json`, `done/00000.json`) in sharded restore `id`'s
+    /// progress record.
+    pub fn restore_key(id: &str, name: &str) -> String {
+        format!("{RESTORES_PREFIX}{id}/{name}")
     }
 
     /// Whether a backup key is one of Lifeboat's own records rather than a source object.

@@ -5,6 +5,11 @@
 //! invokes this function again (asynchronously) with the same payload: the copies already made
 //! are skipped, so the follow-up continues where this one stopped. Whether to go on is decided
 //! in core ([`RestoreResponse::continuation`]); this binary only invokes.
+//!
+//! A restore larger than `LIFEBOAT_RESTORE_SHARD_THRESHOLD` data files, with
+//! `LIFEBOAT_RESTORE_QUEUE_URL` set, is handed to the restore work queue in shards; the same
+//! function consumes that queue (an SQS batch, answered with its partial batch failures), and
+//! the invocation that finishes the last shard writes the log (`lifeboat::restore::shards`).
 
 #![recursion_limit = "256"]
 
@@ -29,8 +34,15 @@ async fn main() -> Result<(), Error> {
     let lambda = aws_sdk_lambda::Client::new(&aws_config::load_from_env().await);
     let (restorer, lambda) = (&restorer, &lambda);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let request = RestoreRequest::from_value(&event.payload).map_err(diagnostic)?;
         let deadline = budget(event.context.deadline);
+        if is_sqs(&event.payload) {
+            let (batch, _) = restorer
+                .handle_shards(&event.payload, deadline, |_, _| {})
+                .await
+                .map_err(diagnostic)?;
+            return serde_json::to_value(batch).map_err(|e| diagnostic(e.into()));
+        }
+        let request = RestoreRequest::from_value(&event.payload).map_err(diagnostic)?;
         let mut response: RestoreResponse = restorer
             .run(&request, deadline, |_, _| {})
             .await
@@ -57,9 +69,14 @@ async fn main() -> Result<(), Error> {
                 ));
             }
         }
-        Ok::<RestoreResponse, Diagnostic>(response)
+        serde_json::to_value(response).map_err(|e| diagnostic(e.into()))
     }))
     .await
+}
+
+/// Whether the function was invoked by the restore work queue's event source mapping.
+fn is_sqs(payload: &Value) -> bool {
+    payload["Records"][0]["eventSource"] == "aws:sqs"
 }
 
 /// When to stop copying: a minute before Lambda's deadline. Lambda always gives a deadline in

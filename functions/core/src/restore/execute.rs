@@ -135,6 +135,40 @@ impl<S: Store> Restorer<S> {
     }
 }
 
+impl<S: Store> Restorer<S> {
+    /// Copies `copies` as [`Self::execute`] copies data files (pinned to the backup ETag,
+    /// marked with it), in parallel, bounded, stopping at `deadline`: the copies of one shard
+    /// of a sharded restore ([`super::shards`]). Returns how many were copied and their bytes.
+    pub(super) async fn copy_data(
+        &self,
+        plan: &RestorePlan,
+        copies: &[PlannedCopy],
+        deadline: Option<Instant>,
+        progress: impl Fn(u64, u64) + Sync,
+    ) -> Result<(u64, u64)> {
+        let (done, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+        let budget = AtomicU64::new(self.copy_limit.unwrap_or(u64::MAX));
+        let run = Run {
+            deadline,
+            budget: &budget,
+            bytes: &bytes,
+            done: &done,
+            total: copies.len() as u64,
+            progress: &progress,
+        };
+        let results: Vec<Result<bool>> = stream::iter(copies)
+            .map(|copy| self.copy_planned(plan, copy, &run))
+            .buffer_unordered(self.settings.concurrency)
+            .collect()
+            .await;
+        let mut copied = 0;
+        for result in results {
+            copied += u64::from(result?);
+        }
+        Ok((copied, bytes.load(Ordering::Relaxed)))
+    }
+}
+
 /// One execution's budget and counters.
 struct Run<'a, P> {
     deadline: Option<Instant>,

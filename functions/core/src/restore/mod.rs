@@ -22,6 +22,7 @@ pub mod execute;
 pub mod plan;
 pub mod request;
 pub mod response;
+pub mod shards;
 pub mod timestamps;
 
 pub use commit::PlannedCommit;
@@ -40,6 +41,8 @@ pub struct Restorer<S> {
     /// At most this many copies per run (then the run reports what remains, as when time
     /// runs out); `None`: no limit but the deadline.
     copy_limit: Option<u64>,
+    /// The restore work queue ([`shards`]); `None`: every restore runs in one invocation.
+    queue: Option<std::sync::Arc<dyn shards::WorkQueue>>,
 }
 
 impl Restorer<crate::s3::S3Store> {
@@ -50,7 +53,14 @@ impl Restorer<crate::s3::S3Store> {
         let clients = crate::s3::Clients::from_env().await;
         let glue = !config.glue_databases.is_empty();
         let store = clients.store().with_bucket_owners(config.bucket_owners());
-        let restorer = Restorer::new(store, config);
+        let queue = config.restore_shards.queue_url.clone();
+        let mut restorer = Restorer::new(store, config);
+        if let Some(url) = queue {
+            restorer = restorer.with_queue(std::sync::Arc::new(shards::SqsQueue::new(
+                clients.sqs.clone(),
+                url,
+            )));
+        }
         Ok(match glue {
             true => restorer.with_catalog(std::sync::Arc::new(crate::catalog::GlueCatalog::new(
                 clients.glue.clone(),
@@ -69,6 +79,7 @@ impl<S: Store> Restorer<S> {
             settings,
             catalog: None,
             copy_limit: None,
+            queue: None,
         }
     }
 
@@ -92,8 +103,13 @@ impl<S: Store> Restorer<S> {
     ) -> Result<RestoreResponse> {
         let mut plan = self.plan(request).await?;
         self.plan_catalog(request, &mut plan).await?;
+        let sharded = self.plan_sharding(&mut plan);
         if request.dry_run {
             return Ok(RestoreResponse::new(request, plan));
+        }
+        if sharded {
+            let started = self.start_sharded(request, &plan).await?;
+            return Ok(RestoreResponse::new(request, plan).with_sharded(started));
         }
         let outcome = if catalog::catalog_only(&plan) {
             Self::nothing_copied(Instant::now())

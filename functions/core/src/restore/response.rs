@@ -25,6 +25,10 @@ pub struct RestoreResponse {
     /// The follow-up invocation this restore continues in, when it did not fit this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continued_in: Option<String>,
+    /// A restore handed to the restore work queue in shards ([`super::shards`]): its id and
+    /// how to follow it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharded: Option<super::shards::ShardedStart>,
 }
 
 /// What the caller does next.
@@ -67,6 +71,7 @@ impl RestoreResponse {
             result: None,
             next: request.dry_run.then_some(NextStep::RunForReal),
             continued_in: None,
+            sharded: None,
         }
     }
 
