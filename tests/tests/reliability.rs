@@ -39,7 +39,10 @@ async fn ten_percent_faults_lose_nothing() {
     let objects = lab.assert_backup_identical("t/faulty/").await.unwrap();
     assert!(objects > 20, "{objects}");
 
-    let settings = VerifySettings { grace_seconds: 0 };
+    let settings = VerifySettings {
+        grace_seconds: 0,
+        ..VerifySettings::default()
+    };
     let verifier = Verifier::new(
         faulty.clone(),
         Some(lab.aws.sqs().clone()),
