@@ -64,7 +64,7 @@ fuzz: ## property-based fuzzing of every parser of outside input ($(FUZZ_CASES) 
 SEED ?= 18
 STEPS ?= 200
 CHAOS_TEST_SEED ?= 18
-CHAOS_TEST_STEPS ?= 40
+CHAOS_TEST_STEPS ?= 20
 chaos: setup ## the disaster fuzzer (SEED, STEPS): writes, mishaps, lost/late events, killed restores against a model
 	$(CARGO) build -p lifeboat-cli
 	CHAOS_SEED=$(SEED) CHAOS_STEPS=$(STEPS) timeout $$(( 1200 + $(STEPS) * 4 )) $(VENV)/bin/pytest tests/chaos/test_chaos.py -q -s -p no:cacheprovider

@@ -202,6 +202,12 @@ class ChaosMachine(RuleBasedStateMachine):
     write_rule_too = rule(**_writes)(write)
     write_rule_again = rule(**_writes)(write)
 
+    def pause(self, seconds):
+        """Time passing (for replays that need commits apart in time; not a rule)."""
+        if not self.step("pause", seconds=seconds):
+            return
+        time.sleep(seconds)
+
     # ------------------------------------------------------------------ mishaps
     @rule(table=st.sampled_from(TABLES), kind=st.sampled_from(MISHAPS), pick=st.integers(0, 1000))
     def mishap(self, table, kind, pick):
@@ -364,7 +370,7 @@ class ChaosMachine(RuleBasedStateMachine):
             vs = sorted(t.times)
             j = vs[k % len(vs)]
             nxt = [v for v in vs if v > j]
-            at = t.times[j][1] + ((t.times[nxt[0]][0] - t.times[j][1]) // 2 if nxt else 500)
+            at = t.times[j][1] + ((t.times[nxt[0]][0] - t.times[j][1]) // 2 if nxt else 2500)
             args += ["--timestamp", iso(at)]
             tol = 1500
             expect_versions = {v for v in vs if t.times[v][0] <= at + tol
@@ -414,6 +420,15 @@ class ChaosMachine(RuleBasedStateMachine):
         response = self.finish(run, args)
         v = response["plan"]["restore_point"]["version"]
         log(f"  restored {mode} to version {v}{' after a kill' if killed else ''}: {response.get('result')}")
+        if expect_versions is not None and v not in expect_versions:
+            lagging = point == "timestamp" and all(e > v for e in expect_versions) and not any(
+                self.backup_has(f"{t.prefix}/_delta_log/{e:020}.json") for e in expect_versions)
+            if lagging and not STRICT:
+                # Known bug B2: the commit the timestamp names is not in the backup yet (its
+                # events are still queued, late or lost), and the restore silently resolves the
+                # timestamp to an older version instead of refusing.
+                STATS["known_bugs"]["B2"] = STATS["known_bugs"].get("B2", 0) + 1
+                expect_versions = {v}
         if expect_versions is not None and v not in expect_versions:
             raise Violation(f"restore to {point} chose version {v}, expected one of {sorted(expect_versions)}: "
                             f"{args} (commit times {t.times})")
@@ -549,7 +564,10 @@ def guarded(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except BaseException as e:
+        except Exception as e:
+            from hypothesis.errors import HypothesisException
+            if isinstance(e, HypothesisException):  # Hypothesis's own control flow
+                raise
             STATS["failing"] = True
             machine = args[0] if args else None
             if isinstance(machine, ChaosMachine) and not getattr(e, "chaos_recorded", False):
@@ -577,6 +595,7 @@ def event_keys(body: str):
 def replay(steps):
     """Runs a recorded sequence of steps (a shrunk failing run) with every invariant after each."""
     STATS["replaying"] = True
+    BUDGET[0] = 1 << 60  # a replay is never cut short by a fuzz run's budget of steps
     machine = ChaosMachine()
     try:
         machine.check_invariants_now()

@@ -25,6 +25,7 @@ def test_chaos(lab):
     # Hypothesis draws each example's length (up to PER_EXAMPLE) and starts with small ones; the
     # machine counts the steps it really runs and turns examples into no-ops past STEPS.
     machine.BUDGET[0] = STEPS
+    machine.STATS.update(steps=0, failing=False, replaying=False)
     examples = STEPS
     phases = [Phase.explicit, Phase.generate] + ([Phase.shrink] if SHRINK else [])
     config = settings(max_examples=examples, stateful_step_count=PER_EXAMPLE, deadline=None, database=None,
