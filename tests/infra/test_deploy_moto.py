@@ -70,7 +70,9 @@ def test_functions_are_configured_from_the_parameters(admin, deployed):
             "LIFEBOAT_PER_TABLE_METRICS": "false", "LIFEBOAT_GLUE_DATABASES": "", "RUST_LOG": "info"}),
         "RestoreFunctionName": (out["RestorerRoleArn"], 900, {
             **common, "LIFEBOAT_MULTIPART_THRESHOLD_BYTES": "5368709120", "LIFEBOAT_PART_SIZE_BYTES": "268435456",
-            "LIFEBOAT_COPY_CONCURRENCY": "64", "LIFEBOAT_GLUE_DATABASES": "", "RUST_LOG": "info"}),
+            "LIFEBOAT_COPY_CONCURRENCY": "64", "LIFEBOAT_GLUE_DATABASES": "",
+            "LIFEBOAT_RESTORE_QUEUE_URL": out["RestoreQueueUrl"], "LIFEBOAT_RESTORE_SHARD_THRESHOLD": "10000",
+            "RUST_LOG": "info"}),
     }
     for output, (role, timeout, env) in expected.items():
         config = lam.get_function_configuration(FunctionName=out[output])

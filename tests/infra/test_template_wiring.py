@@ -22,6 +22,8 @@ DESIGN_VARIABLES = {
     "LIFEBOAT_GLUE_DATABASES",
     # ExpectedBucketOwner on every S3 call (#15).
     "LIFEBOAT_BACKUP_ACCOUNT_ID", "LIFEBOAT_SOURCE_ACCOUNT_ID",
+    # The restore work queue and when a restore goes in shards (#17).
+    "LIFEBOAT_RESTORE_QUEUE_URL", "LIFEBOAT_RESTORE_SHARD_THRESHOLD",
 }
 
 

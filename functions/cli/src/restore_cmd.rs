@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use lifeboat::ranges::ranges_text;
-use lifeboat::restore::shards::{Phase, RestoreStatus};
+use std::sync::{Arc, Mutex};
+
+use lifeboat::restore::shards::{Phase, RestoreStatus, ShardMessage, WorkQueue};
 use lifeboat::restore::{Mode, NextStep, RestoreRequest, RestoreResponse, Restorer};
 use lifeboat::s3::S3Store;
 
@@ -44,6 +46,11 @@ pub struct RestoreArgs {
     /// with a progress bar.
     #[arg(long)]
     pub wait: bool,
+    /// Copy the shards of a restore larger than LIFEBOAT_RESTORE_SHARD_THRESHOLD in this
+    /// process, N shards at a time, through an in-process work queue instead of the restore
+    /// queue (as N invocations of the restore function would; `make bench` measures it).
+    #[arg(long, value_name = "N", requires = "execute")]
+    pub workers: Option<usize>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -72,7 +79,11 @@ pub async fn run(args: RestoreArgs) -> Result<ExitCode> {
         dry_run: !args.execute,
         continuation: None,
     };
-    let restorer = Restorer::from_env().await?;
+    let local = args.workers.map(|_| Arc::new(LocalQueue::default()));
+    let mut restorer = Restorer::from_env().await?;
+    if let Some(queue) = &local {
+        restorer = restorer.with_queue(queue.clone());
+    }
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template(
             "{spinner} copying [{bar:30}] {pos}/{len} objects {elapsed}",
@@ -95,10 +106,48 @@ pub async fn run(args: RestoreArgs) -> Result<ExitCode> {
     } else {
         print!("{}", describe(&response));
     }
+    if let (Some(started), Some(queue), Some(workers)) = (&response.sharded, &local, args.workers) {
+        work_locally(&restorer, queue, workers).await?;
+        return status(&restorer, &started.restore_id, false, args.json).await;
+    }
     if let (Some(started), true) = (&response.sharded, args.wait) {
         return status(&restorer, &started.restore_id, true, args.json).await;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The shard messages of a restore copied in this process (`--workers`).
+#[derive(Default)]
+struct LocalQueue(Mutex<Vec<String>>);
+
+#[async_trait::async_trait]
+impl WorkQueue for LocalQueue {
+    async fn send(&self, bodies: Vec<String>) -> lifeboat::Result<()> {
+        self.0.lock().expect("not poisoned").extend(bodies);
+        Ok(())
+    }
+
+    fn name(&self) -> String {
+        "this process (--workers)".into()
+    }
+}
+
+/// Copies every shard in `queue`, `workers` at a time, as that many invocations would.
+async fn work_locally(
+    restorer: &Restorer<S3Store>,
+    queue: &LocalQueue,
+    workers: usize,
+) -> Result<()> {
+    let next = || queue.0.lock().expect("not poisoned").pop();
+    let worker = || async {
+        while let Some(body) = next() {
+            let message: ShardMessage = serde_json::from_str(&body)?;
+            restorer.run_shard(&message, false, None, |_, _| {}).await?;
+        }
+        Ok::<(), anyhow::Error>(())
+    };
+    futures::future::try_join_all((0..workers.max(1)).map(|_| worker())).await?;
+    Ok(())
 }
 
 /// Prints where sharded restore `id` is; with `wait`, follows it with a progress bar until
