@@ -9,3 +9,7 @@ PY=${PY:-.venv/bin/python}
 # (--no-verify leaves verify out; bench/verify_bench.py runs it alone).
 echo "== lifeboat vs s5cmd and rclone: copy, requests per object, restore clone, verify =="
 "$PY" bench/copy_bench.py "$@"
+
+# Sharded restores (#17): a clone copied by 1, 4 and 16 workers through the proxy's 20 ms.
+echo "== sharded restore clone: 1, 4 and 16 workers =="
+"$PY" bench/restore_shards_bench.py

@@ -215,7 +215,7 @@ async fn a_restore_sharded_across_three_invocations_with_one_killed_completes() 
     // The clone reads back as the backup, version by version.
     let backup = Lab::backup_table("t/big");
     let latest = response.plan.restore_point.version.to_string();
-    for v in ["0", "3", latest.as_str()] {
+    for v in ["0", latest.as_str()] {
         let same = lab.aws.delta(&["same", &backup, v, &clone, v]).unwrap();
         assert_eq!(same["equal"], true, "version {v}: {same}");
     }
