@@ -201,10 +201,15 @@ async fn healthy_tables_are_discovered_and_every_version_is_restorable() {
         ]
     );
 
-    // The report is in the backup bucket, and nothing else was written there.
-    let reports = lab.aws.list_keys(BACKUP, "_lifeboat/").await.unwrap();
+    // The report is in the backup bucket, with each table's proven state (#17), and nothing
+    // else was written there.
+    let written = lab.aws.list_keys(BACKUP, "_lifeboat/").await.unwrap();
+    let (reports, states): (Vec<String>, Vec<String>) = written
+        .into_iter()
+        .partition(|k| k.starts_with("_lifeboat/reports/"));
     assert_eq!(reports.len(), 2, "{reports:?}");
-    assert!(reports.iter().all(|k| k.starts_with("_lifeboat/reports/")));
+    assert_eq!(states.len(), 2, "{states:?}");
+    assert!(states.iter().all(|k| k.starts_with("_lifeboat/state/tables/")));
     assert!(reports.contains(&"_lifeboat/reports/latest.json".to_string()));
     let latest: Value = serde_json::from_slice(
         &lab.aws
