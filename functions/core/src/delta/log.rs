@@ -164,3 +164,70 @@ impl LogFiles {
             .collect()
     }
 }
+
+/// Whether a `_last_checkpoint` hint agrees with the log it sits in: it names a checkpoint
+/// version the log holds complete (every part, when it says `parts`), not after the log's
+/// latest version. A reader trusts the hint and fails ("had a _last_checkpoint hint but didn't
+/// find any checkpoints") when it does not; Lifeboat's own reads ignore it. `Err` says why.
+pub fn check_checkpoint_hint(hint: &[u8], log: &LogFiles) -> Result<(), String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(hint).map_err(|e| format!("_last_checkpoint is not JSON ({e})"))?;
+    let Some(version) = value.get("version").and_then(serde_json::Value::as_u64) else {
+        return Err("_last_checkpoint names no version".into());
+    };
+    if !log.checkpoints.contains_key(&version) {
+        return Err(format!(
+            "_last_checkpoint points at a checkpoint of version {version}, which the log does not hold"
+        ));
+    }
+    if !log.checkpoint_complete(version) {
+        return Err(format!(
+            "_last_checkpoint points at the checkpoint of version {version}, which is incomplete"
+        ));
+    }
+    if let Some(parts) = value.get("parts").and_then(serde_json::Value::as_u64) {
+        let listed = log.checkpoints[&version]
+            .iter()
+            .filter(|(kind, _)| matches!(kind, LogFileKind::CheckpointPart { parts: n, .. } if u64::from(*n) == parts))
+            .count() as u64;
+        if listed != parts {
+            return Err(format!(
+                "_last_checkpoint says the checkpoint of version {version} has {parts} parts; the log holds {listed}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod hint_tests {
+    use super::*;
+
+    #[test]
+    fn hints_against_the_log() {
+        let mut log = LogFiles::default();
+        log.commits.extend(0..=12);
+        log.checkpoints.insert(
+            10,
+            vec![(
+                LogFileKind::Checkpoint,
+                "_delta_log/00000000000000000010.checkpoint.parquet".into(),
+            )],
+        );
+        let cases: [(&str, bool); 6] = [
+            (r#"{"version":10,"size":4}"#, true),
+            (r#"{"version":15,"size":4}"#, false),
+            (r#"{"version":11,"size":4}"#, false),
+            (r#"{"version":10,"size":4,"parts":3}"#, false),
+            (r#"{"size":4}"#, false),
+            ("not json", false),
+        ];
+        for (hint, ok) in cases {
+            assert_eq!(
+                check_checkpoint_hint(hint.as_bytes(), &log).is_ok(),
+                ok,
+                "{hint}"
+            );
+        }
+    }
+}

@@ -23,7 +23,7 @@ pub mod log;
 pub use crate::listing::TableListing;
 pub use actions::{dv_file, parse_commit, Commit, DvFile, FileEntry, LiveFile};
 pub use kernel::{KernelReader, SnapshotDetail};
-pub use log::{classify_log_file, LogFileKind, LogFiles};
+pub use log::{check_checkpoint_hint, classify_log_file, LogFileKind, LogFiles};
 
 /// The path of commit `version`, relative to the table root.
 pub fn commit_path(version: u64) -> String {

@@ -236,7 +236,11 @@ impl<S: Store> Restorer<S> {
         let (versions, ict) = self.commit_times(history).await?;
         let at_text = at.to_rfc3339_opts(SecondsFormat::Millis, true);
         let chosen = match point_at(at.timestamp_millis(), &versions, ict) {
-            PointAt::Restorable(t) => t.version,
+            PointAt::Restorable(t) => {
+                self.refuse_if_the_backup_lags(resolved, history, at)
+                    .await?;
+                t.version
+            }
             PointAt::NotRestorable {
                 at: t,
                 before,
@@ -268,6 +272,46 @@ impl<S: Store> Restorer<S> {
         history
             .status(chosen)
             .ok_or_else(|| Error::NotRestorable(format!("version {chosen} is not in the backup")))
+    }
+
+    /// A timestamp names the newest version committed at or before it *in the source*: when
+    /// the source holds a commit after the backup's newest that was written at or before the
+    /// instant (replication lags, or the events were lost), the backup cannot tell which
+    /// version the instant names, and the restore is refused rather than silently taking an
+    /// older one.
+    async fn refuse_if_the_backup_lags(
+        &self,
+        resolved: &Resolved,
+        history: &TableHistory,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let Some(backup_latest) = history.latest_version() else {
+            return Ok(());
+        };
+        let log = crate::store::list_all(
+            &self.store,
+            &resolved.source.bucket,
+            &resolved.source.key("_delta_log/"),
+        )
+        .await?;
+        let newer = log.iter().find_map(|o| {
+            let name = o.key.rsplit_once("/_delta_log/")?.1;
+            match crate::delta::classify_log_file(name) {
+                (crate::delta::LogFileKind::Commit, Some(v)) if v > backup_latest => {
+                    let written = o.last_modified?;
+                    (written.timestamp() <= at.timestamp()).then_some((v, written))
+                }
+                _ => None,
+            }
+        });
+        if let Some((v, written)) = newer {
+            return Err(Error::NotRestorable(format!(
+                "the source's version {v}, committed at {}, is at or before {} but not in the backup yet (replication lags, or its events were lost: the next verify re-sends what is missing): the backup cannot tell which version that instant names. Wait for the backup to catch up (lifeboat verify shows lag_versions), or restore by version",
+                written.to_rfc3339_opts(SecondsFormat::Secs, true),
+                at.to_rfc3339_opts(SecondsFormat::Secs, true)
+            )));
+        }
+        Ok(())
     }
 
     /// Every version of the backup with what Delta's commit time for it is made of: the source
@@ -352,6 +396,19 @@ impl<S: Store> Restorer<S> {
         resolved: &Resolved,
     ) -> Result<()> {
         let version = plan.restore_point.version;
+        // Readers trust the source's `_last_checkpoint`: one that points nowhere makes the
+        // table unreadable whatever commit the rollback writes, and a restore never deletes.
+        if target.get("_delta_log/_last_checkpoint").is_some() {
+            let key = resolved.source.key("_delta_log/_last_checkpoint");
+            if let Some(hint) = self.store.get(&resolved.source.bucket, &key, None).await? {
+                if let Err(why) = crate::delta::check_checkpoint_hint(&hint, &target.log()) {
+                    return Err(Error::Restore(format!(
+                        "{why}: readers of {} fail on it whatever a rollback writes, and Lifeboat never deletes. Delete s3://{}/{key} (readers then find the checkpoints by listing the log), and run the rollback again",
+                        resolved.source, resolved.source.bucket
+                    )));
+                }
+            }
+        }
         // Files the restore point needs that the source lacks, or holds with other content.
         let needed: Vec<String> = history
             .files_needed(version, version)

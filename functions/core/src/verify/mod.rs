@@ -349,6 +349,12 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
                 needed_now,
             ));
             resend = comparison.resend(&table.bucket);
+            if let Some(finding) = self
+                .checkpoint_hint_finding(table, &source, &source_log)
+                .await?
+            {
+                check.findings.push(finding);
+            }
             if let Some(latest) = source_latest {
                 let snapshot = if check.knows_source_latest(latest) {
                     None
@@ -427,6 +433,34 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
             }
         }
         Ok(differ)
+    }
+
+    /// A source `_last_checkpoint` that points at no checkpoint the log holds: readers trust
+    /// it and fail (Lifeboat's own reads ignore it, so nothing else would say so).
+    async fn checkpoint_hint_finding(
+        &self,
+        table: &S3Location,
+        source: &TableListing,
+        log: &LogFiles,
+    ) -> Result<Option<Finding>> {
+        if source.get("_delta_log/_last_checkpoint").is_none() {
+            return Ok(None);
+        }
+        let key = table.key("_delta_log/_last_checkpoint");
+        let Some(hint) = self.store.get(&table.bucket, &key, None).await? else {
+            return Ok(None);
+        };
+        Ok(crate::delta::check_checkpoint_hint(&hint, log).err().map(|why| {
+            Finding::new(
+                FindingKind::SourceLogUnreadable,
+                Severity::Critical,
+                format!(
+                    "{why}: readers of the source trust it and fail (\"had a _last_checkpoint hint but didn't find any checkpoints\"). Delete s3://{}/{key} (readers then list the log; Lifeboat never deletes), or repair the checkpoint it names",
+                    table.bucket
+                ),
+            )
+            .with("path", "_delta_log/_last_checkpoint")
+        }))
     }
 
     /// The live files of the source's latest version, read with the kernel (for a source
