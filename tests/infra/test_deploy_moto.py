@@ -67,6 +67,7 @@ def test_functions_are_configured_from_the_parameters(admin, deployed):
         "VerifyFunctionName": (out["VerifierRoleArn"], 900, {
             **common, "LIFEBOAT_INCLUDE_PREFIXES": "", "LIFEBOAT_EXCLUDE_PATTERNS": "",
             "LIFEBOAT_QUEUE_URL": out["EventsQueueUrl"], "LIFEBOAT_TABLES": "s3://lake-a/sales,s3://lake-b/events",
+            "LIFEBOAT_VERIFY_QUEUE_URL": out["VerifyQueueUrl"], "LIFEBOAT_FULL_PROOF_HOURS": "24",
             "LIFEBOAT_PER_TABLE_METRICS": "false", "LIFEBOAT_GLUE_DATABASES": "", "RUST_LOG": "info"}),
         "RestoreFunctionName": (out["RestorerRoleArn"], 900, {
             **common, "LIFEBOAT_MULTIPART_THRESHOLD_BYTES": "5368709120", "LIFEBOAT_PART_SIZE_BYTES": "268435456",

@@ -24,6 +24,8 @@ DESIGN_VARIABLES = {
     "LIFEBOAT_BACKUP_ACCOUNT_ID", "LIFEBOAT_SOURCE_ACCOUNT_ID",
     # The restore work queue and when a restore goes in shards (#17).
     "LIFEBOAT_RESTORE_QUEUE_URL", "LIFEBOAT_RESTORE_SHARD_THRESHOLD",
+    # The verify queue the scheduled run fans out to, and the full re-proof cadence (#17).
+    "LIFEBOAT_VERIFY_QUEUE_URL", "LIFEBOAT_FULL_PROOF_HOURS",
 }
 
 
@@ -135,3 +137,27 @@ def test_alarms_cover_restorability_rpo_dead_letters_and_replication_errors(reso
     assert {("Lifeboat", "UnrestorableTables"), ("Lifeboat", "MaxRpoSeconds"), ("Lifeboat", "Errors"),
             ("Lifeboat", "CriticalFindings"), ("Lifeboat", "DeletionsSeen"),
             ("AWS/SQS", "ApproximateNumberOfMessagesVisible")} <= alarms
+
+
+def test_the_verify_queue_fans_tables_out_to_the_verify_function(resources):
+    # The scheduled run sends tables to the verify queue; the function consumes it in small
+    # batches, reporting partial failures; a message failing 3 times lands in its dead-letter
+    # queue, which alarms.
+    queue = props(resources, "VerifyQueue")
+    assert queue["VisibilityTimeout"] >= 6 * props(resources, "VerifyFunction")["Timeout"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == 3
+    mapping = props(resources, "VerifyEventSourceMapping")
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BatchSize"] <= 10
+    alarm = props(resources, "VerifyDeadLetterQueueAlarm")
+    assert alarm["Namespace"] == "AWS/SQS" and alarm["Threshold"] == 0
+    env = props(resources, "VerifyFunction")["Environment"]["Variables"]
+    assert env["LIFEBOAT_FULL_PROOF_HOURS"] == "24"
+    assert "LIFEBOAT_VERIFY_QUEUE_URL" in env
+    # The verifier writes its reports and its per-table state, nothing else: not the
+    # restores' progress records beside that state.
+    statements = props(resources, "VerifierRole")["Policies"][0]["PolicyDocument"]["Statement"]
+    puts = sorted(s["Resource"] for s in statements if s.get("Action") == "s3:PutObject")
+    assert all(p.endswith(("/_lifeboat/reports/*", "/_lifeboat/state/tables/*", "/_lifeboat/catalog/*"))
+               for p in puts), puts
+    assert any(p.endswith("/_lifeboat/state/tables/*") for p in puts), puts
