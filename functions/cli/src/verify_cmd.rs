@@ -16,6 +16,11 @@ pub struct VerifyArgs {
     /// Print the JSON report (what the Lambda returns).
     #[arg(long)]
     json: bool,
+    /// Go on from each table's proven state in the backup, as the scheduled function does
+    /// (reads only the commits after it; a full proof when none is usable or one is due), and
+    /// keep the state proven. Default: a full proof that leaves no state.
+    #[arg(long)]
+    incremental: bool,
 }
 
 /// A malformed location is bad usage (exit 2), reported by clap.
@@ -26,7 +31,13 @@ fn parse_location(text: &str) -> std::result::Result<S3Location, String> {
 pub async fn run(args: VerifyArgs) -> Result<ExitCode> {
     let tables = args.tables;
     let verifier = Verifier::from_env().await?;
-    let report = verifier.run((!tables.is_empty()).then_some(tables)).await?;
+    let proving = match args.incremental {
+        true => lifeboat::verify::Proving::Incremental,
+        false => lifeboat::verify::Proving::Stateless,
+    };
+    let report = verifier
+        .run_with((!tables.is_empty()).then_some(tables), proving)
+        .await?;
     let written = verifier.write_report(&report).await;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
