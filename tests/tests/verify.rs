@@ -209,7 +209,9 @@ async fn healthy_tables_are_discovered_and_every_version_is_restorable() {
         .partition(|k| k.starts_with("_lifeboat/reports/"));
     assert_eq!(reports.len(), 2, "{reports:?}");
     assert_eq!(states.len(), 2, "{states:?}");
-    assert!(states.iter().all(|k| k.starts_with("_lifeboat/state/tables/")));
+    assert!(states
+        .iter()
+        .all(|k| k.starts_with("_lifeboat/state/tables/")));
     assert!(reports.contains(&"_lifeboat/reports/latest.json".to_string()));
     let latest: Value = serde_json::from_slice(
         &lab.aws

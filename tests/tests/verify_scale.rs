@@ -309,7 +309,10 @@ async fn incremental_verify_reads_only_new_commits_and_the_full_re_proof_catches
     assert_eq!(incremental["op:LIST"], 4, "{incremental:?}");
     assert_eq!(incremental["op:HEAD"], 1, "{incremental:?}");
     assert_eq!(incremental["op:PUT"], 1, "{incremental:?}");
-    assert!(incremental["requests"] * 5 < full["requests"], "{incremental:?} vs {full:?}");
+    assert!(
+        incremental["requests"] * 5 < full["requests"],
+        "{incremental:?} vs {full:?}"
+    );
     let state = TableState::decode(&lab.aws.get(Lab::BACKUP, &key).await.unwrap())
         .unwrap()
         .unwrap();
