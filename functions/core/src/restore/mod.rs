@@ -18,8 +18,10 @@ use crate::store::Store;
 
 pub mod catalog;
 pub mod commit;
+mod copies;
 pub mod execute;
 pub mod plan;
+mod point;
 pub mod request;
 pub mod response;
 pub mod shards;
