@@ -104,6 +104,28 @@ def generate(root, versions, files, checkpoint_every):
     return table, objects
 
 
+def append_versions(root, first, count, checkpoint_every):
+    """Commits first..first+count-1 (one new file each) into the backup copy, hard-linked into
+    the source: what the incremental verify then reads."""
+    table = root / BACKUP / SOURCE / TABLE
+    source = root / SOURCE / TABLE
+    start_ms = int(time.time() * 1000) - count * 1000
+    for i, v in enumerate(range(first, first + count)):
+        ts = start_ms + i * 1000
+        part = f"{v % PARTITIONS:03d}"
+        path = f"part={part}/part-new-{v:07d}.parquet"
+        body = f"lifeboat bench new file {v}\n".encode()
+        (table / path).write_bytes(body)
+        actions = [{"commitInfo": {"timestamp": ts, "operation": "WRITE",
+                                   "operationParameters": {"mode": "Append"}}},
+                   {"add": {"path": path, "partitionValues": {"part": part}, "size": len(body),
+                            "modificationTime": ts, "dataChange": True}}]
+        log = table / "_delta_log" / f"{v:020d}.json"
+        log.write_text("\n".join(json.dumps(a) for a in actions) + "\n")
+        for f in (path, f"_delta_log/{v:020d}.json"):
+            os.link(table / f, source / f)
+
+
 def link_tree(source, target):
     """The source bucket: the same files, hard-linked (no copy)."""
     for folder, _, names in os.walk(source):
@@ -225,7 +247,7 @@ def build(profile):
     sys.exit("cargo did not name the lifeboat executable")
 
 
-def run_verify(binary, port, timed):
+def run_verify(binary, port, timed, incremental=False):
     env = dict(os.environ)
     for k in list(env):
         if k.startswith("LIFEBOAT_") or k.startswith("AWS_"):
@@ -236,7 +258,7 @@ def run_verify(binary, port, timed):
         "AWS_EC2_METADATA_DISABLED": "true",
         "LIFEBOAT_BACKUP_BUCKET": BACKUP, "LIFEBOAT_SOURCE_BUCKETS": SOURCE,
     })
-    cmd = [binary, "verify", "--json"]
+    cmd = [binary, "verify", "--json"] + (["--incremental"] if incremental else [])
     if timed:
         cmd = ["/usr/bin/time", "-v"] + cmd
     started = time.monotonic()
@@ -268,6 +290,10 @@ def main():
                         help="generate into (or reuse) this directory, and keep it")
     parser.add_argument("--timed-only", action="store_true",
                         help="only the timed run (wall time, peak memory): no request count")
+    parser.add_argument("--new-commits", type=int, default=0,
+                        help="then measure incremental verification: a full proof that keeps "
+                             "each table's state, N new commits, and an incremental run, both "
+                             "counted (the generated table is changed: not reused after)")
     args = parser.parse_args()
 
     if args.binary:
@@ -322,6 +348,28 @@ def main():
         assert not t0["unrestorable_versions"], t0
         problems = [f for f in t0["findings"] if f["severity"] != "info"]
         assert not problems, problems
+        incremental = None
+        if args.new_commits:
+            full_counts = Counter(Counting.counts)
+            # The full proof that keeps the state, counted.
+            Counting.counts.clear()
+            run_verify(binary, proxy_port, timed=False, incremental=True)
+            seeded = sum(Counting.counts.values())
+            append_versions(root, args.versions, args.new_commits, args.checkpoint_every)
+            marker.unlink(missing_ok=True)
+            # rclone caches directory listings: a fresh server sees the new commits.
+            stop_rclone(rclone)
+            rclone, rclone_port = start_rclone(root)
+            Counting.upstream = ("127.0.0.1", rclone_port)
+            Counting.counts.clear()
+            started = time.monotonic()
+            inc_report, _, _ = run_verify(binary, proxy_port, timed=False, incremental=True)
+            inc_s = time.monotonic() - started
+            newest = inc_report["tables"][0]["newest_restorable_version"]
+            assert newest == args.versions + args.new_commits - 1, inc_report
+            incremental = (seeded, dict(Counting.counts), inc_s)
+            Counting.counts.clear()
+            Counting.counts.update(full_counts)
 
         counts = Counting.counts
         total = sum(counts.values())
@@ -345,6 +393,13 @@ def main():
                   f"observed {total} ({total / floor:.3f} x floor)")
             print(f"wall time: {wall_s:.1f} s (direct to rclone; {counted_s:.1f} s through "
                   f"the proxy)")
+        if incremental:
+            seeded, counts, inc_s = incremental
+            total_inc = sum(counts.values())
+            print(f"incremental verify after {args.new_commits} new commits: {total_inc} requests "
+                  f"({', '.join(f'{op} {n}' for op, n in sorted(counts.items()))}) in {inc_s:.1f} s; "
+                  f"the full proof that kept the state: {seeded} requests; "
+                  f"incremental / full = {100 * total_inc / seeded:.2f} %")
         if usage.get("peak_kib"):
             print(f"peak memory: {usage['peak_kib'] / 1024:.0f} MiB (max RSS, /usr/bin/time -v); "
                   f"client CPU {usage['user_s']:.1f} s user + {usage['system_s']:.1f} s system")
