@@ -13,3 +13,7 @@ echo "== lifeboat vs s5cmd and rclone: copy, requests per object, restore clone,
 # Sharded restores (#17): a clone copied by 1, 4 and 16 workers through the proxy's 20 ms.
 echo "== sharded restore clone: 1, 4 and 16 workers =="
 "$PY" bench/restore_shards_bench.py
+
+# Incremental verification (#17): a 100k-version table, 10 new commits, incremental vs full.
+echo "== verify: incremental vs full, 100k versions, 10 new commits =="
+"$PY" bench/verify_bench.py --versions 100000 --files 100000 --new-commits 10
