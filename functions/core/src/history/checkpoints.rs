@@ -43,7 +43,7 @@ impl TableHistory {
             let reader = match kernel {
                 Some(k) => k.clone(),
                 None => {
-                    let k = Arc::new(store.delta_reader(&self.table.bucket)?);
+                    let k = Arc::new(store.delta_reader(&self.table.bucket).await?);
                     *kernel = Some(k.clone());
                     k
                 }

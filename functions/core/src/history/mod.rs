@@ -204,7 +204,7 @@ impl TableHistory {
                     let reader = match &kernel {
                         Some(k) => k.clone(),
                         None => {
-                            let k = std::sync::Arc::new(store.delta_reader(&table.bucket)?);
+                            let k = std::sync::Arc::new(store.delta_reader(&table.bucket).await?);
                             kernel = Some(k.clone());
                             k
                         }

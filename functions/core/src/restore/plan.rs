@@ -215,8 +215,8 @@ impl<S: Store> Restorer<S> {
             .collect();
         self.plan_copies(plan, history, target, needed).await?;
 
-        let backup_reader = self.store.delta_reader(&self.config.backup_bucket)?;
-        let source_reader = self.store.delta_reader(&resolved.source.bucket)?;
+        let backup_reader = self.store.delta_reader(&self.config.backup_bucket).await?;
+        let source_reader = self.store.delta_reader(&resolved.source.bucket).await?;
         let backup_location = plan.backup.clone();
         let source = resolved.source.clone();
         let (restore_point, current) = tokio::task::spawn_blocking(move || -> Result<(SnapshotDetail, SnapshotDetail)> {

@@ -142,7 +142,8 @@ impl<S: Store> Restorer<S> {
     /// commits without in-commit timestamps.
     async fn commit_times(&self, history: &TableHistory) -> Result<(Vec<TimedVersion>, Ict)> {
         const TIME_LOOKUP_CONCURRENCY: usize = 32;
-        let reader = std::sync::Arc::new(self.store.delta_reader(&self.config.backup_bucket)?);
+        let reader =
+            std::sync::Arc::new(self.store.delta_reader(&self.config.backup_bucket).await?);
         let backup = history.table.clone();
         let fallback = history.newest_restorable().map(|s| s.version);
         let configuration = tokio::task::spawn_blocking(move || {

@@ -235,11 +235,17 @@ pub trait Store: Send + Sync {
 
     /// A Delta snapshot reader over `bucket`, configured as this store's client is (endpoint,
     /// region, retries). Stores without one say so.
-    fn delta_reader(&self, bucket: &str) -> Result<crate::delta::KernelReader> {
-        Err(crate::Error::delta(
-            format!("s3://{bucket}"),
-            "this store has no Delta reader (an in-memory store); read snapshots over S3",
-        ))
+    fn delta_reader(
+        &self,
+        bucket: &str,
+    ) -> impl Future<Output = Result<crate::delta::KernelReader>> + Send {
+        let bucket = bucket.to_string();
+        async move {
+            Err(crate::Error::delta(
+                format!("s3://{bucket}"),
+                "this store has no Delta reader (an in-memory store); read snapshots over S3",
+            ))
+        }
     }
 
     /// Abandons an upload that was not completed (frees its parts; deletes no object).

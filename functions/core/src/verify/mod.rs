@@ -466,7 +466,7 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
     /// The live files of the source's latest version, read with the kernel (for a source
     /// ahead of what the backup's replay describes).
     async fn source_latest_snapshot(&self, table: &S3Location) -> Result<Vec<LiveFile>> {
-        let reader = self.store.delta_reader(&table.bucket)?;
+        let reader = self.store.delta_reader(&table.bucket).await?;
         let location = table.clone();
         tokio::task::spawn_blocking(move || reader.snapshot_files(&location, None))
             .await
