@@ -516,7 +516,80 @@ def cmd_read(uri, version="latest"):
         shutil.rmtree(work, ignore_errors=True)
 
 
-COMMANDS.update({"digest": cmd_digest, "digests": cmd_digests, "checkpoint": cmd_checkpoint,
+def rows_digest(data):
+    return {"rows": len(data), "sha256": hashlib.sha256("\n".join(data).encode()).hexdigest()}
+
+
+def cdf_rows(table, last):
+    """The change data feed of versions 0..last by deltalake's `load_cdf`, canonical and
+    sorted, without `_commit_timestamp` (a file time where the table has no in-commit
+    timestamps, and copies get new file times: README, "Time travel by timestamp")."""
+    data = pa.table(table.load_cdf(starting_version=0, ending_version=last).read_all())
+    if "_commit_timestamp" in data.column_names:
+        data = data.drop_columns(["_commit_timestamp"])
+    return sorted(json.dumps(r, sort_keys=True, default=str) for r in data.to_pylist())
+
+
+def first_line(error):
+    return ((str(error).splitlines() or [type(error).__name__])[0])[:200]
+
+
+def cmd_reads(spec):
+    """Many versions of many tables read in one process (the conformance sweeps). `spec` is a
+    JSON list of {"uri", "versions": [V, ...], "readers": {"V": "duckdb"|"deltalake"},
+    "cdf": [V, ...]}. Each version is read with DuckDB's delta extension (as `read` does),
+    or with deltalake (as `digest` does) where DuckDB cannot read it; `readers` forces one
+    (to compare a copy with the reader that read the original). `cdf` versions are read as
+    the change data feed of versions 0..V (deltalake's `load_cdf`). An s3:// table is copied
+    down once. Prints, per table, {"versions": {"V": {"reader", "rows", "sha256"} or
+    {"error"}}, "cdf": {"V": ...}}."""
+    import duckdb
+
+    con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"LOAD '{delta_extension()}'")
+    out = []
+    for item in json.loads(spec):
+        uri = item["uri"]
+        work = tempfile.mkdtemp(prefix="lifeboat-reads-")
+        result = {"uri": uri, "versions": {}, "cdf": {}}
+        try:
+            if uri.startswith("s3://"):
+                local = mirror(uri, os.path.join(work, "mirror"), None)
+            else:
+                local = uri[len("file://"):] if uri.startswith("file://") else uri
+            forced = item.get("readers") or {}
+            for v in item.get("versions", []):
+                errors = []
+                readers = [forced[str(v)]] if str(v) in forced else ["duckdb", "deltalake"]
+                for reader in readers:
+                    try:
+                        if reader == "duckdb":
+                            view = log_view(local, int(v), tempfile.mkdtemp(dir=work))
+                            rows = con.execute("SELECT * FROM delta_scan(?)", [view]).fetch_arrow_table().to_pylist()
+                            data = sorted(json.dumps(r, sort_keys=True, default=str) for r in rows)
+                        else:
+                            data = table_rows(DeltaTable(local, version=int(v)))
+                        result["versions"][str(v)] = {"reader": reader, **rows_digest(data)}
+                        break
+                    except Exception as e:
+                        errors.append(f"{reader}: {first_line(e)}")
+                else:
+                    result["versions"][str(v)] = {"error": "; ".join(errors)}
+            for v in item.get("cdf", []):
+                try:
+                    result["cdf"][str(v)] = rows_digest(cdf_rows(DeltaTable(local), int(v)))
+                except Exception as e:
+                    result["cdf"][str(v)] = {"error": first_line(e)}
+        except Exception as e:
+            result["error"] = first_line(e)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        out.append(result)
+    return out
+
+
+COMMANDS.update({"digest": cmd_digest, "digests": cmd_digests, "checkpoint": cmd_checkpoint, "reads": cmd_reads,
                  "setup": cmd_setup, "rows": cmd_rows, "drop": cmd_drop, "count": cmd_count, "read": cmd_read,
                  "keys": cmd_keys, "glue-register": cmd_glue_register, "glue-get": cmd_glue_get,
                  "glue-drop": cmd_glue_drop})

@@ -587,5 +587,6 @@ impl Lab {
     }
 }
 
+pub mod conformance;
 pub mod drill;
 pub mod drill_lambda;
