@@ -625,3 +625,39 @@ async fn a_checkpoint_missing_its_sidecar_is_reported_and_left_out() {
         (&then["rows"], &then["sha256"])
     );
 }
+
+/// A writer that commits while a repair puts lost commits back is never overwritten: the
+/// repair writes the data first, then the commits one at a time put-if-absent, and stops at the
+/// version the writer took, saying so; the writer's commit stays as it wrote it.
+#[tokio::test]
+async fn a_writer_committing_during_a_repair_is_never_overwritten() {
+    let lab = Lab::start(&[]).await.unwrap();
+    let table = Lab::table("t/live");
+    lab.aws.delta(&["write", &table, "small"]).unwrap(); // versions 0..=2
+    assert!(lab.drain().await.unwrap().is_empty());
+    // `rm` of the two newest commits.
+    for v in [1u64, 2] {
+        let key = format!("t/live/_delta_log/{v:020}.json");
+        lab.aws.delete(Lab::SRC, &key).await.unwrap();
+    }
+    let restorer = Restorer::new(lab.store(), lab.config());
+    let payload = json!({"table": table, "mode": "repair", "dry_run": false});
+    let plan = restorer.plan(&request(payload)).await.unwrap();
+    assert_eq!(plan.objects_to_copy, 2, "{:?}", plan.copies_preview);
+    // A writer commits version 2 between the plan and its execution.
+    let theirs = b"{\"commitInfo\":{\"timestamp\":1,\"operation\":\"WRITE\"}}\n".to_vec();
+    let key = "t/live/_delta_log/00000000000000000002.json";
+    lab.aws.put(Lab::SRC, key, theirs.clone()).await.unwrap();
+    let err = restorer
+        .execute(&plan, None, |_, _| {})
+        .await
+        .expect_err("the writer's commit is not overwritten");
+    assert_eq!(err.kind(), "Lifeboat.ConcurrentCommit", "{err}");
+    assert_eq!(lab.aws.get(Lab::SRC, key).await.unwrap(), theirs);
+    // The commit before it went back, in order.
+    assert!(lab
+        .aws
+        .get(Lab::SRC, "t/live/_delta_log/00000000000000000001.json")
+        .await
+        .is_ok());
+}
