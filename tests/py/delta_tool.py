@@ -236,24 +236,7 @@ def cmd_history(uri):
     ]}
 
 
-def cmd_compare_clones(directory, pairs):
-    """Compares a local table at each version with a clone of that version on S3.
-    `pairs` is a JSON list of [version, clone_uri]; prints the ones that differ."""
-    differ = []
-    unreadable = []
-    for version, uri in json.loads(pairs):
-        try:
-            table_rows(DeltaTable(directory, version=int(version)))
-        except Exception as e:  # the referee cannot read the original: nothing to compare
-            unreadable.append({"version": version, "error": str(e)[:200]})
-            continue
-        result = cmd_same(directory, str(version), uri, "latest")
-        if not result["equal"]:
-            differ.append({"version": version, **result})
-    return {"compared": len(json.loads(pairs)) - len(unreadable), "differ": differ, "unreadable": unreadable}
-
-
-COMMANDS = {"compare-clones": cmd_compare_clones, "overwrite": cmd_overwrite, "vacuum": cmd_vacuum, "same": cmd_same, "history": cmd_history, "upload": cmd_upload, "live-counts": cmd_live_counts, "write": cmd_write, "append": cmd_append, "compare": cmd_compare}
+COMMANDS = {"overwrite": cmd_overwrite, "vacuum": cmd_vacuum, "same": cmd_same, "history": cmd_history, "upload": cmd_upload, "live-counts": cmd_live_counts, "write": cmd_write, "append": cmd_append, "compare": cmd_compare}
 
 
 # --------------------------------------------------------------------------- disaster drills

@@ -3,6 +3,7 @@ deletion vectors and V2 checkpoints. Where deltalake can read a version too, bot
 give the same digest."""
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -74,3 +75,23 @@ def test_log_versions():
     assert delta_tool.log_version("00000000000000000003.crc") == 3
     assert delta_tool.log_version("_last_checkpoint") is None
     assert delta_tool.log_version(".s3-optimization-0") is None
+
+
+@needs_shared
+def test_reads_agrees_with_read_falls_back_to_deltalake_and_reads_the_change_data_feed():
+    dv = str(SHARED / "delta-rs/table-with-dv-small")
+    cdf = str(SHARED / "delta-rs/cdc_ict_table")
+    spec = [
+        {"uri": dv, "versions": [0, 1]},
+        # Forced to deltalake: the same rows as DuckDB's where both can read them.
+        {"uri": cdf, "versions": [1, 3], "readers": {"3": "deltalake"}, "cdf": [3]},
+        {"uri": str(SHARED / "delta-rs/simple_table_features"), "versions": [0]},
+    ]
+    out = delta_tool.cmd_reads(json.dumps(spec))
+    for v in (0, 1):
+        read = delta_tool.cmd_read(dv, str(v))
+        assert out[0]["versions"][str(v)] == {"reader": "duckdb", "rows": read["rows"], "sha256": read["sha256"]}
+    assert out[1]["versions"]["3"]["reader"] == "deltalake"
+    assert out[1]["versions"]["3"]["sha256"] == delta_tool.cmd_read(cdf, "3")["sha256"]
+    assert out[1]["cdf"]["3"]["rows"] == 10
+    assert "duckdb:" in out[2]["versions"]["0"]["error"] and "deltalake:" in out[2]["versions"]["0"]["error"]

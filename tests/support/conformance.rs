@@ -35,7 +35,7 @@ pub fn log_versions(dir: &Path) -> Vec<u64> {
 
 /// The shared tables whose log names at least `min_versions` versions, dealt into `shards`
 /// by weight (a sweep's work on a table grows with the versions it samples, at most
-/// `sampled`, times its log's length; plus one per MB of data), heaviest first onto the
+/// `sampled`, times its log's length; plus ten per MB of data), heaviest first onto the
 /// lightest shard; the tables of shard `shard`, each with its index in the full list (for
 /// unique paths).
 pub fn shared_tables_shard(
@@ -50,7 +50,7 @@ pub fn shared_tables_shard(
         .filter_map(|(index, (name, dir))| {
             let versions = log_versions(&dir).len();
             (versions >= min_versions).then(|| {
-                let weight = (versions.min(sampled) * versions) as u64 + dir_size(&dir) / 1_000_000;
+                let weight = (versions.min(sampled) * versions) as u64 + dir_size(&dir) / 100_000;
                 (index, name, dir, weight)
             })
         })
