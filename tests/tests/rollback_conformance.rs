@@ -19,6 +19,9 @@
 //!   feature, append-only property or reader version the refusal names).
 //! - A version no reader can read in the original has no referee: listed, not compared.
 //!
+//! - The shared tables with clustering and row tracking have one version; one of them is given
+//!   a second (`clustering_and_row_tracking_table_with_a_second_version`): Lifeboat refuses it,
+//!   rightly, for its writer feature `liquid` (Databricks' preview name of clustering).
 //! - Tables with more than `MOST_VERSIONS` earlier restorable versions (four of them) are
 //!   sampled: the first, the last, a middle one and evenly spaced others.
 //!
@@ -134,6 +137,65 @@ async fn sweep(shard: usize) {
         failed.join("\n")
     );
     assert!(!passed.is_empty(), "shard {shard}: no rollback compared");
+}
+
+/// The shared tables with clustering and row tracking have one version
+/// (`delta-rs/table_with_liquid_clustering`): this one gets a second, as a writer that moves
+/// rows would (a file removed, the clustering columns changed, the row-tracking high-water mark
+/// raised), and goes through the same sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clustering_and_row_tracking_table_with_a_second_version() {
+    let original = lifeboat_tests::shared_tables().join("delta-rs/table_with_liquid_clustering");
+    let dir = std::env::temp_dir().join(format!("lifeboat-clustering-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&original, &dir);
+    let v0 = json_actions(&dir);
+    let add = v0.iter().find_map(|a| a.get("add")).unwrap();
+    let v1 = [
+        json!({"commitInfo": {"timestamp": 1694758300000i64, "operation": "DELETE", "engineInfo": "test"}}),
+        json!({"remove": {"path": add["path"], "deletionTimestamp": 1694758300000i64, "dataChange": true,
+            "size": add["size"], "partitionValues": {}}}),
+        json!({"domainMetadata": {"domain": "delta.liquid", "removed": false,
+            "configuration": "{\"clusteringColumns\":[],\"domainName\":\"delta.liquid\"}"}}),
+        json!({"domainMetadata": {"domain": "delta.rowTracking", "removed": false,
+            "configuration": "{\"rowIdHighWaterMark\":109,\"domainName\":\"delta.rowTracking\"}"}}),
+    ];
+    std::fs::write(
+        dir.join("_delta_log/00000000000000000001.json"),
+        v1.iter().map(|a| format!("{a}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let lab = Lab::start(&[]).await.unwrap();
+    let mut out = Outcome::default();
+    let name = "table_with_liquid_clustering + a DELETE";
+    let rollbacks = rollback_table(&lab, 1000, name, &dir, &mut out).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "{rollbacks} rollbacks; passed {:?}; refused {:?}; no referee {:?}",
+        out.passed, out.refused, out.unrefereed
+    );
+    assert!(out.failed.is_empty(), "{:?}", out.failed);
+    assert!(
+        !out.passed.is_empty() || !out.refused.is_empty(),
+        "neither rolled back nor refused: {:?}",
+        out.notes
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+            let mut permissions = std::fs::metadata(&target).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            permissions.set_readonly(false);
+            std::fs::set_permissions(&target, permissions).unwrap();
+        }
+    }
 }
 
 fn known_failure(name: &str, version: u64) -> Option<&'static str> {
