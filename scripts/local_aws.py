@@ -72,6 +72,11 @@ Patches
     moto checked every Glue action against the resource ``*``, so a policy scoped to databases
     (as the backup template's verifier and restorer policies are) allowed nothing. Denials
     come back as Glue's JSON ``AccessDeniedException``, not moto's XML.
+``iam_batch_actions``
+    SQS batch calls are authorized by their single action's permission, as on AWS
+    (``SendMessageBatch`` by ``sqs:SendMessage``, ``DeleteMessageBatch`` by
+    ``sqs:DeleteMessage``, ``ChangeMessageVisibilityBatch`` by ``sqs:ChangeMessageVisibility``);
+    moto asked IAM for actions named after the batch calls, which no policy can grant.
 
 What stays unpatched is listed in tests/local_aws/GAPS.md, with how the tests cover it.
 """
@@ -109,6 +114,7 @@ PATCHES = (
     "conditional_writes",
     "expected_bucket_owner",
     "glue_resources",
+    "iam_batch_actions",
 )
 KMS = ("aws:kms", "aws:kms:dsse")
 
@@ -825,6 +831,29 @@ def patch_glue_resources() -> None:
     GlueResponse.call_action = call_action
 
 
+# SQS's batch actions are authorized by the permission of their single action (AWS: "the
+# permission for SendMessageBatch is sqs:SendMessage", and so for DeleteMessageBatch and
+# ChangeMessageVisibilityBatch); moto asks IAM for an action named after the batch call, which
+# no policy can grant.
+IAM_ACTION_OF = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+
+def patch_iam_batch_actions() -> None:
+    from moto.iam.access_control import IAMRequestBase
+
+    orig_init = IAMRequestBase.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        orig_init(self, *args, **kwargs)
+        self._action = IAM_ACTION_OF.get(self._action, self._action)
+
+    IAMRequestBase.__init__ = init
+
+
 APPLY: dict[str, Callable[[], None]] = {
     "kms_etags": patch_kms_etags,
     "copy_single_part": patch_copy_single_part,
@@ -833,6 +862,7 @@ APPLY: dict[str, Callable[[], None]] = {
     "conditional_writes": patch_conditional_writes,
     "expected_bucket_owner": patch_expected_bucket_owner,
     "glue_resources": patch_glue_resources,
+    "iam_batch_actions": patch_iam_batch_actions,
 }
 _applied: list[str] = []
 

@@ -597,3 +597,36 @@ def test_glue_policies_scoped_to_a_database_allow_it_and_nothing_else(endpoint):
         _reset_auth(endpoint, "inf")
     assert [t["Name"] for t in admin_glue.get_tables(DatabaseName=other)["TableList"]] == ["t"]
     assert admin_glue.get_tables(DatabaseName=mine)["TableList"] == []
+
+
+def test_sqs_batch_calls_are_authorized_by_their_single_action(endpoint):
+    """As on AWS, sqs:SendMessage allows SendMessageBatch and sqs:DeleteMessage allows
+    DeleteMessageBatch (moto asked for actions named after the batch calls)."""
+    admin_sqs, iam = _client("sqs", endpoint), _client("iam", endpoint)
+    suffix = uuid.uuid4().hex[:8]
+    url = admin_sqs.create_queue(QueueName=f"q-{suffix}")["QueueUrl"]
+    arn = admin_sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    user = f"sqs-{suffix}"
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow",
+                       "Action": ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage"],
+                       "Resource": arn}]}))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id=key["AccessKeyId"],
+                       aws_secret_access_key=key["SecretAccessKey"])
+    _reset_auth(endpoint, "0")
+    try:
+        sent = sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": "a", "MessageBody": "1"}, {"Id": "b", "MessageBody": "2"}])
+        assert len(sent.get("Successful", [])) == 2, sent
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        deleted = sqs.delete_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
+        assert len(deleted.get("Successful", [])) == len(got)
+        with pytest.raises(ClientError):
+            sqs.purge_queue(QueueUrl=url)  # not granted: still refused
+    finally:
+        _reset_auth(endpoint, "inf")
