@@ -52,11 +52,6 @@ async fn every_call(
         store.get(SOURCE, key, None).await.map(|_| ()),
     ));
     calls.push((
-        "HeadBucket (before the Delta reader is built)",
-        vec![SOURCE],
-        store.delta_reader(SOURCE).await.map(|_| ()),
-    ));
-    calls.push((
         "ListObjectsV2",
         vec![SOURCE],
         store.list_page(SOURCE, "t/", None).await.map(|_| ()),

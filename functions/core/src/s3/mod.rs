@@ -539,19 +539,9 @@ impl Store for S3Store {
         }
     }
 
-    /// The reader's own requests carry no `ExpectedBucketOwner` (its store signs no such
-    /// header on listings), so the bucket's owner is checked once, with a HeadBucket that names
-    /// it, before the reader is built: a bucket name taken over by another account is refused.
+    /// The reader's own requests carry no `ExpectedBucketOwner` (its store cannot sign the
+    /// header on listings); every other request of this store does.
     async fn delta_reader(&self, bucket: &str) -> Result<crate::delta::KernelReader> {
-        if let Some(owner) = self.owner(bucket) {
-            self.client
-                .head_bucket()
-                .bucket(bucket)
-                .expected_bucket_owner(owner)
-                .send()
-                .await
-                .map_err(|err| s3_error("HeadBucket", bucket, "", err))?;
-        }
         crate::delta::KernelReader::new(bucket, &self.settings)
     }
 
