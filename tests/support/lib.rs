@@ -410,6 +410,44 @@ impl Lab {
         })?)
     }
 
+    /// Writes commits `from..to` of a synthetic Delta table at `path` in the source, as a fast
+    /// writer would: version v adds `part-<v>.parquet` (16 bytes), at 1,700,000,000,000 + v ms.
+    pub async fn write_synthetic_versions(&self, path: &str, from: u64, to: u64) {
+        use futures::StreamExt;
+        const MS: i64 = 1_700_000_000_000;
+        let puts = (from..to).map(|v| {
+            let aws = &self.aws;
+            async move {
+                let mut commit = format!(
+                    "{{\"commitInfo\":{{\"timestamp\":{},\"operation\":\"WRITE\"}}}}\n",
+                    MS + v as i64
+                );
+                if v == 0 {
+                    commit.push_str("{\"protocol\":{\"minReaderVersion\":1,\"minWriterVersion\":2}}\n");
+                    commit.push_str("{\"metaData\":{\"id\":\"t\",\"format\":{\"provider\":\"parquet\",\"options\":{}},\"schemaString\":\"{\\\"type\\\":\\\"struct\\\",\\\"fields\\\":[]}\",\"partitionColumns\":[],\"configuration\":{},\"createdTime\":0}}\n");
+                }
+                commit.push_str(&format!(
+                    "{{\"add\":{{\"path\":\"part-{v:05}.parquet\",\"partitionValues\":{{}},\"size\":16,\"modificationTime\":{},\"dataChange\":true}}}}\n",
+                    MS + v as i64
+                ));
+                aws.put(Self::SRC, &format!("{path}/part-{v:05}.parquet"), vec![7u8; 16])
+                    .await
+                    .unwrap();
+                aws.put(
+                    Self::SRC,
+                    &format!("{path}/_delta_log/{v:020}.json"),
+                    commit.into_bytes(),
+                )
+                .await
+                .unwrap();
+            }
+        });
+        futures::stream::iter(puts)
+            .buffer_unordered(16)
+            .collect::<Vec<()>>()
+            .await;
+    }
+
     /// The configuration the functions get (as the CloudFormation template gives it).
     pub fn config(&self) -> lifeboat::Config {
         Self::config_of(&self.vars).expect("valid test configuration")

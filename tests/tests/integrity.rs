@@ -418,7 +418,6 @@ async fn a_forged_last_checkpoint_in_the_backup_is_not_trusted() {
 /// unchanged object.
 #[tokio::test]
 async fn verify_requests_stay_near_the_floor_under_kms() {
-    use futures::StreamExt;
     use lifeboat::replicate::Replicator;
     use lifeboat_tests::FaultProxy;
 
@@ -426,38 +425,7 @@ async fn verify_requests_stay_near_the_floor_under_kms() {
     let lab = Lab::start(&[]).await.unwrap();
     let path = "t/thousand";
     // A synthetic log: version v adds one small file (written directly, as a fast writer).
-    let ms = 1_700_000_000_000i64;
-    let puts = (0..VERSIONS).map(|v| {
-        let aws = &lab.aws;
-        async move {
-            let mut commit = format!(
-                "{{\"commitInfo\":{{\"timestamp\":{},\"operation\":\"WRITE\"}}}}\n",
-                ms + v as i64
-            );
-            if v == 0 {
-                commit.push_str("{\"protocol\":{\"minReaderVersion\":1,\"minWriterVersion\":2}}\n");
-                commit.push_str("{\"metaData\":{\"id\":\"t\",\"format\":{\"provider\":\"parquet\",\"options\":{}},\"schemaString\":\"{\\\"type\\\":\\\"struct\\\",\\\"fields\\\":[]}\",\"partitionColumns\":[],\"configuration\":{},\"createdTime\":0}}\n");
-            }
-            commit.push_str(&format!(
-                "{{\"add\":{{\"path\":\"part-{v:05}.parquet\",\"partitionValues\":{{}},\"size\":16,\"modificationTime\":{},\"dataChange\":true}}}}\n",
-                ms + v as i64
-            ));
-            aws.put(Lab::SRC, &format!("{path}/part-{v:05}.parquet"), vec![7u8; 16])
-                .await
-                .unwrap();
-            aws.put(
-                Lab::SRC,
-                &format!("{path}/_delta_log/{v:020}.json"),
-                commit.into_bytes(),
-            )
-            .await
-            .unwrap();
-        }
-    });
-    futures::stream::iter(puts)
-        .buffer_unordered(16)
-        .collect::<Vec<()>>()
-        .await;
+    lab.write_synthetic_versions(path, 0, VERSIONS).await;
     // Into the backup as the replicator copies (the events are not needed: a backfill).
     let table_location = S3Location::parse(&Lab::table(path)).unwrap();
     let replicator = Replicator::new(lab.store(), lab.config());

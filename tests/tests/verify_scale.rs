@@ -21,41 +21,9 @@ use lifeboat_cli::queue::QueueDriver;
 use lifeboat_tests::{fixture, FaultProxy, Lab};
 use serde_json::Value;
 
-const MS: i64 = 1_700_000_000_000;
-
 /// Commits `from..to` of a synthetic table at `path`: version v adds `part-v.parquet`.
 async fn write_versions(lab: &Lab, path: &str, from: u64, to: u64) {
-    let puts = (from..to).map(|v| {
-        let aws = &lab.aws;
-        async move {
-            let mut commit = format!(
-                "{{\"commitInfo\":{{\"timestamp\":{},\"operation\":\"WRITE\"}}}}\n",
-                MS + v as i64
-            );
-            if v == 0 {
-                commit.push_str("{\"protocol\":{\"minReaderVersion\":1,\"minWriterVersion\":2}}\n");
-                commit.push_str("{\"metaData\":{\"id\":\"t\",\"format\":{\"provider\":\"parquet\",\"options\":{}},\"schemaString\":\"{\\\"type\\\":\\\"struct\\\",\\\"fields\\\":[]}\",\"partitionColumns\":[],\"configuration\":{},\"createdTime\":0}}\n");
-            }
-            commit.push_str(&format!(
-                "{{\"add\":{{\"path\":\"part-{v:05}.parquet\",\"partitionValues\":{{}},\"size\":16,\"modificationTime\":{},\"dataChange\":true}}}}\n",
-                MS + v as i64
-            ));
-            aws.put(Lab::SRC, &format!("{path}/part-{v:05}.parquet"), vec![7u8; 16])
-                .await
-                .unwrap();
-            aws.put(
-                Lab::SRC,
-                &format!("{path}/_delta_log/{v:020}.json"),
-                commit.into_bytes(),
-            )
-            .await
-            .unwrap();
-        }
-    });
-    futures::stream::iter(puts)
-        .buffer_unordered(16)
-        .collect::<Vec<()>>()
-        .await;
+    lab.write_synthetic_versions(path, from, to).await;
 }
 
 /// Copies what the backup lacks under `s3://source-bucket/<prefix>`.
