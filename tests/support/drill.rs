@@ -597,12 +597,32 @@ impl Drill {
         let url = self.deployed["outputs"]["VerifyQueueUrl"]
             .as_str()
             .context("the VerifyQueueUrl output")?;
-        let drained = QueueDriver::new(self.verifier.sqs.clone(), url)
-            .until_empty(&mut async |e: Value| self.verify.call(&e).await, |_| {})
-            .await
-            .context("driving the verify queue into verify as the verifier role")?;
-        if !drained.failed.is_empty() {
-            bail!("verify reported failed messages: {:?}", drained.failed);
+        let round = answer["round"]
+            .as_str()
+            .context("the round id")?
+            .to_string();
+        let aggregated = lifeboat::verify::fanout::round_key(&round, "aggregated.json");
+        // A receive can come back empty while messages are still in flight: drive the queue
+        // until the round is aggregated (bounded), not merely until one receive is empty.
+        for attempt in 0.. {
+            let drained = QueueDriver::new(self.verifier.sqs.clone(), url)
+                .until_empty(&mut async |e: Value| self.verify.call(&e).await, |_| {})
+                .await
+                .context("driving the verify queue into verify as the verifier role")?;
+            if !drained.failed.is_empty() {
+                bail!("verify reported failed messages: {:?}", drained.failed);
+            }
+            if self
+                .get(&self.verifier, &self.backup_bucket, &aggregated)
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            if attempt == 30 {
+                bail!("verify round {round} was not aggregated after the queue was drained");
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
         let latest = self
             .get(
