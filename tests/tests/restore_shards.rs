@@ -61,7 +61,10 @@ async fn consume(
     let mut consumed = Consumed::default();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        assert!(Instant::now() < deadline, "the restore did not finish in 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "the restore did not finish in 60 s"
+        );
         let received = lab
             .aws
             .sqs()
@@ -96,11 +99,11 @@ async fn consume(
             consumed.killed = Some(body["shard"].as_u64().unwrap() as u32);
             continue;
         }
-        let (response, runs) = restorer.handle_shards(&event, None, |_, _| {}).await.unwrap();
-        assert!(
-            response.batch_item_failures.is_empty(),
-            "{response:?}"
-        );
+        let (response, runs) = restorer
+            .handle_shards(&event, None, |_, _| {})
+            .await
+            .unwrap();
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
         lab.aws
             .delete_messages(queue, &[message.receipt_handle().unwrap().to_string()])
             .await
@@ -124,7 +127,10 @@ async fn a_restore_sharded_across_three_invocations_with_one_killed_completes() 
         .sqs()
         .create_queue()
         .queue_name("lifeboat-restore")
-        .attributes(QueueAttributeName::VisibilityTimeout, VISIBILITY.to_string())
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            VISIBILITY.to_string(),
+        )
         .send()
         .await
         .unwrap()
@@ -152,7 +158,10 @@ async fn a_restore_sharded_across_three_invocations_with_one_killed_completes() 
     let coordinator = restorer(&lab);
     let response = coordinator.run(&request, None, |_, _| {}).await.unwrap();
     let started = response.sharded.clone().expect("a sharded restore");
-    assert!(response.result.is_none(), "nothing is copied by the coordinator");
+    assert!(
+        response.result.is_none(),
+        "nothing is copied by the coordinator"
+    );
     assert!(started.shards >= 4, "{started:?}");
     assert!(started.log_objects >= 7, "{started:?}");
     assert!(
@@ -167,7 +176,10 @@ async fn a_restore_sharded_across_three_invocations_with_one_killed_completes() 
         .await
         .unwrap()
         .is_empty());
-    let status = coordinator.restore_status(&started.restore_id).await.unwrap();
+    let status = coordinator
+        .restore_status(&started.restore_id)
+        .await
+        .unwrap();
     assert_eq!((status.phase, status.shards_done), (Phase::Copying, 0));
 
     // Three invocations at once, one killed mid-shard.
@@ -187,7 +199,10 @@ async fn a_restore_sharded_across_three_invocations_with_one_killed_completes() 
         .iter()
         .filter(|c| c.runs.iter().any(|r| r.done.is_some()))
         .count();
-    assert!(copied_by >= 2, "shards were copied by {copied_by} consumer(s)");
+    assert!(
+        copied_by >= 2,
+        "shards were copied by {copied_by} consumer(s)"
+    );
     let done: BTreeSet<u32> = runs
         .iter()
         .filter(|r| r.done.is_some())
