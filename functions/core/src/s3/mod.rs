@@ -57,6 +57,48 @@ impl S3Store {
     fn owner(&self, bucket: &str) -> Option<String> {
         self.settings.bucket_owners.get(bucket).cloned()
     }
+
+    /// One ListObjectsV2 page under `prefix`, after `start_after` when given.
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        continuation: Option<String>,
+    ) -> Result<ListPage> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_expected_bucket_owner(self.owner(bucket))
+            .prefix(prefix)
+            .set_start_after(start_after.map(str::to_string))
+            .set_continuation_token(continuation)
+            .send()
+            .await
+            .map_err(|err| s3_error("ListObjectsV2", bucket, prefix, err))?;
+        let objects = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(ObjectInfo {
+                    key: o.key()?.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    etag: bare_etag(o.e_tag().unwrap_or_default()),
+                    version_id: None,
+                    last_modified: to_chrono(o.last_modified()),
+                    metadata: HashMap::new(),
+                    checksum: None,
+                })
+            })
+            .collect();
+        let next = if out.is_truncated() == Some(true) {
+            out.next_continuation_token().map(str::to_string)
+        } else {
+            None
+        };
+        Ok(ListPage { objects, next })
+    }
 }
 
 type HttpResponse = aws_sdk_s3::config::http::HttpResponse;
@@ -259,37 +301,7 @@ impl Store for S3Store {
         prefix: &str,
         continuation: Option<String>,
     ) -> Result<ListPage> {
-        let out = self
-            .client
-            .list_objects_v2()
-            .bucket(bucket)
-            .set_expected_bucket_owner(self.owner(bucket))
-            .prefix(prefix)
-            .set_continuation_token(continuation)
-            .send()
-            .await
-            .map_err(|err| s3_error("ListObjectsV2", bucket, prefix, err))?;
-        let objects = out
-            .contents()
-            .iter()
-            .filter_map(|o| {
-                Some(ObjectInfo {
-                    key: o.key()?.to_string(),
-                    size: o.size().unwrap_or(0).max(0) as u64,
-                    etag: bare_etag(o.e_tag().unwrap_or_default()),
-                    version_id: None,
-                    last_modified: to_chrono(o.last_modified()),
-                    metadata: HashMap::new(),
-                    checksum: None,
-                })
-            })
-            .collect();
-        let next = if out.is_truncated() == Some(true) {
-            out.next_continuation_token().map(str::to_string)
-        } else {
-            None
-        };
-        Ok(ListPage { objects, next })
+        self.list_objects(bucket, prefix, None, continuation).await
     }
 
     async fn list_page_after(
@@ -299,38 +311,8 @@ impl Store for S3Store {
         start_after: &str,
         continuation: Option<String>,
     ) -> Result<ListPage> {
-        let out = self
-            .client
-            .list_objects_v2()
-            .bucket(bucket)
-            .set_expected_bucket_owner(self.owner(bucket))
-            .prefix(prefix)
-            .start_after(start_after)
-            .set_continuation_token(continuation)
-            .send()
+        self.list_objects(bucket, prefix, Some(start_after), continuation)
             .await
-            .map_err(|err| s3_error("ListObjectsV2", bucket, prefix, err))?;
-        let objects = out
-            .contents()
-            .iter()
-            .filter_map(|o| {
-                Some(ObjectInfo {
-                    key: o.key()?.to_string(),
-                    size: o.size().unwrap_or(0).max(0) as u64,
-                    etag: bare_etag(o.e_tag().unwrap_or_default()),
-                    version_id: None,
-                    last_modified: to_chrono(o.last_modified()),
-                    metadata: HashMap::new(),
-                    checksum: None,
-                })
-            })
-            .collect();
-        let next = if out.is_truncated() == Some(true) {
-            out.next_continuation_token().map(str::to_string)
-        } else {
-            None
-        };
-        Ok(ListPage { objects, next })
     }
 
     async fn list_folders(
