@@ -5,7 +5,9 @@ As deployed (tests/support/lib.rs `Lab::start`): a versioned source bucket whose
 go to an SQS queue; a versioned backup bucket with SSE-KMS default encryption; conditional
 copies on; grace period 0 (the verifier calls an object missing at once and re-sends it).
 A second source bucket without notifications takes the clones the invariants make, so that
-checking does not add events to the queue.
+checking does not add events to the queue. A Glue database holds the tables' catalog entries
+(registered by the writer), and Lifeboat is configured with it (`LIFEBOAT_GLUE_DATABASES`), so
+every verify run captures them and a rollback or repair registers a dropped one again.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ SRC = "source-bucket"
 CLONES = "clone-bucket"
 BACKUP = "backup-bucket"
 QUEUE = "lifeboat-events"
+GLUE_DATABASE = "lake"
+# Where the verifier captures a catalog entry's definitions in the backup (the core's
+# `layout::Layout::catalog_prefix`).
+CATALOG_CAPTURES = "_lifeboat/catalog/{database}/{table}/"
 
 # Every subprocess gets one of these (invariant 5: no hung process).
 CLI_TIMEOUT = float(os.environ.get("CHAOS_CLI_TIMEOUT", "120"))
@@ -107,6 +113,7 @@ class Lab:
                      connect_timeout=10, read_timeout=60)
         self.s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", config=cfg)
         self.sqs = boto3.client("sqs", endpoint_url=self.endpoint, region_name="us-east-1", config=cfg)
+        self.glue = boto3.client("glue", endpoint_url=self.endpoint, region_name="us-east-1", config=cfg)
         return self
 
     def stop(self):
@@ -135,6 +142,7 @@ class Lab:
             "QueueConfigurations": [{"Id": "lifeboat", "QueueArn": arn,
                                      "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]})
         self.take_all_messages()  # the s3:TestEvent
+        self.glue.create_database(DatabaseInput={"Name": GLUE_DATABASE})
         self.env = dict(os.environ)
         self.env.update({
             "LIFEBOAT_BACKUP_BUCKET": BACKUP,
@@ -143,6 +151,7 @@ class Lab:
             "LIFEBOAT_CONDITIONAL_COPY": "true",
             "LIFEBOAT_GRACE_SECONDS": "0",
             "LIFEBOAT_COPY_CONCURRENCY": "8",
+            "LIFEBOAT_GLUE_DATABASES": GLUE_DATABASE,
             "RUST_BACKTRACE": "0",
             "NO_COLOR": "1",
         })
@@ -168,6 +177,20 @@ class Lab:
 
     def send(self, body: str):
         self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=body)
+
+    # ------------------------------------------------------------------ the catalog
+    def catalog_entry(self, name: str) -> dict | None:
+        """Glue GetTable of GLUE_DATABASE.name: the table, or None when there is no entry."""
+        try:
+            return self.glue.get_table(DatabaseName=GLUE_DATABASE, Name=name)["Table"]
+        except self.glue.exceptions.EntityNotFoundException:
+            return None
+
+    def catalog_captures(self, name: str) -> list[str]:
+        """The backup's records of GLUE_DATABASE.name's definitions (what verify captured)."""
+        prefix = CATALOG_CAPTURES.format(database=GLUE_DATABASE, table=name)
+        out = self.s3.list_objects_v2(Bucket=BACKUP, Prefix=prefix)
+        return [o["Key"] for o in out.get("Contents", [])]
 
     # ------------------------------------------------------------------ the CLI
     def cli(self, *args, timeout=CLI_TIMEOUT) -> Run:

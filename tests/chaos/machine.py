@@ -1,5 +1,5 @@
-"""The disaster fuzzer (issue 18): a Hypothesis `RuleBasedStateMachine` that writes Delta tables,
-causes mishaps with the writer's credentials, delivers the events late, twice, out of order or
+"""The disaster fuzzer (issue 18): a Hypothesis `RuleBasedStateMachine` that writes Delta tables
+(registered in the Glue Data Catalog), causes mishaps with the writer's credentials, delivers the events late, twice, out of order or
 not at all, verifies and restores through the real `lifeboat` binary, and checks after every
 step the promises of RELIABILITY.md ("The disaster fuzzer").
 
@@ -20,11 +20,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import model as M
-from lab import BACKUP, CLONES, SRC, Violation, log
+from lab import BACKUP, CLONES, GLUE_DATABASE, SRC, Violation, log
 
 TABLES = ["sales", "events"]
 MISHAPS = ["delete_object", "delete_prefix", "delete_table", "overwrite_same_len", "overwrite_other_len",
-           "self_copy", "delete_middle_commit", "stale_sync", "forge_last_checkpoint"]
+           "self_copy", "delete_middle_commit", "stale_sync", "forge_last_checkpoint", "drop_catalog_entry"]
+# How the writer registers each table in the Glue database (model.catalog_input).
+CATALOG_FORMS = {"sales": "delta", "events": "symlink"}
 DELIVERY = ["ok", "dup", "late", "lost"]
 MODES = ["rollback", "clone", "repair"]
 POINTS = ["newest", "version", "timestamp"]
@@ -40,6 +42,7 @@ EXPECTED = {
     "overwrite_log": {"log_corrupted", "source_object_overwritten"},
     "delete_middle_commit": {"source_log_broken"},
     "stale_sync": {"source_log_regressed"},
+    "drop_catalog_entry": {"catalog_entry_dropped"},
 }
 # A copy of an object onto itself (same bytes) is no change: none of these may name it.
 NOT_FOR_SAME_BYTES = {"backup_conflict", "source_object_overwritten", "log_corrupted"}
@@ -133,7 +136,18 @@ class ChaosMachine(RuleBasedStateMachine):
         run, report = self.lab.verify([t.uri for t in self.tables.values() if t.versions])
         self.report = {tr["table"]: tr for tr in report.get("tables", [])}
         self.dirty = False
+        self.check_entries_captured()
         return self.report
+
+    def check_entries_captured(self):
+        """Every verify run captures the protected catalog entries into the backup."""
+        for t in self.tables.values():
+            if not t.entry_present:
+                continue
+            if not self.lab.catalog_captures(t.name):
+                raise Violation(f"catalog capture: {GLUE_DATABASE}.{t.name} is in Glue, and after a verify run the "
+                                f"backup holds no captured definition of it; report: {self.report}")
+            t.entry_captured = True
 
     def findings(self, t):
         tr = (self.report or {}).get(t.uri) or {}
@@ -187,6 +201,7 @@ class ChaosMachine(RuleBasedStateMachine):
             return
         for t in self.tables.values():
             M.writer_op(t, "append", 4, 0)
+            M.register_entry(t, self.lab.glue, CATALOG_FORMS[t.name])
         self.drain()
 
     def write(self, table, op, n, r):
@@ -214,6 +229,12 @@ class ChaosMachine(RuleBasedStateMachine):
         if not self.step("mishap", table=table, kind=kind, pick=pick):
             return
         t = self.tables[table]
+        if kind == "drop_catalog_entry":
+            if not t.entry_present:
+                return
+            expect, key = self.drop_catalog_entry(t), f"{GLUE_DATABASE}.{t.name}"
+            self.check_mishap_reported(t, kind, key, expect)
+            return
         objects = self.source_objects(t)
         if not objects:
             return
@@ -279,7 +300,10 @@ class ChaosMachine(RuleBasedStateMachine):
             t.forged_last_checkpoint = True
         else:
             return
-        # Invariant 4: reported within one verify run (after the events of the mishap arrive).
+        self.check_mishap_reported(t, kind, key, expect)
+
+    def check_mishap_reported(self, t, kind, key, expect):
+        """Invariant 4: reported within one verify run (after the events of the mishap arrive)."""
         self.drain()
         self.verify()
         kinds = {f["kind"] for f in self.findings(t)}
@@ -291,6 +315,13 @@ class ChaosMachine(RuleBasedStateMachine):
         elif expect and not (EXPECTED[expect] & kinds):
             raise Violation(f"invariant 4: mishap {kind} on {key or t.uri} not reported by verify: expected one of "
                             f"{sorted(EXPECTED[expect])}, got {sorted(kinds)}: {self.findings(t)}")
+
+    def drop_catalog_entry(self, t):
+        """Metastore automation drops the table's Glue entry (DeleteTable; the files stay). The
+        verifier must report it when it had captured the entry."""
+        self.lab.glue.delete_table(DatabaseName=GLUE_DATABASE, Name=t.name)
+        t.entry_present = False
+        return "drop_catalog_entry" if t.entry_captured else None
 
     def restore_stale_last_checkpoint(self, t, keep):
         """A stale sync also brings back the `_last_checkpoint` of its time (or none)."""
@@ -414,10 +445,16 @@ class ChaosMachine(RuleBasedStateMachine):
                 raise Violation(f"invariant 3: restore failed without a clear error: {run.describe()}")
             if not killed and self.source_objects(t) != before_objects:
                 raise Violation(f"invariant 3: a refused restore changed the source {t.uri}: {run.describe()}")
+            if killed and mode != "clone":
+                # The killed run may have got as far as registering the entry again.
+                self.check_entry_registered_again(t, mode, run.describe(), required=False)
             log(f"  refused: {message.splitlines()[-1][:200]}")
             self.notes.append(("refused", mode, point, message.splitlines()[-1][:160]))
             return
         response = self.finish(run, args)
+        if mode != "clone":
+            self.check_entry_registered_again(t, mode, json.dumps(response.get("plan", {}).get("catalog"))[:1500],
+                                              required=True)
         v = response["plan"]["restore_point"]["version"]
         log(f"  restored {mode} to version {v}{' after a kill' if killed else ''}: {response.get('result')}")
         if expect_versions is not None and v not in expect_versions:
@@ -469,6 +506,28 @@ class ChaosMachine(RuleBasedStateMachine):
             raise Violation(f"invariant 3: after a {mode} of {t.uri} to version {v} the table holds {len(rows)} rows, "
                             f"the model {len(t.versions[v])}; differences {sorted(set(rows) ^ set(t.versions[v]))[:4]}")
 
+    def check_entry_registered_again(self, t, mode, detail, required):
+        """A rollback or repair that finished registers the table's dropped, captured Glue entry
+        again as captured: GetTable finds it, at the table's location, as the writer registered
+        it. (`required=False`: a restore killed before it got there may have left it dropped.)"""
+        if t.entry_present or not t.entry_captured:
+            return
+        name = f"{GLUE_DATABASE}.{t.name}"
+        got = self.lab.catalog_entry(t.name)
+        if got is None:
+            if required:
+                raise Violation(f"catalog: {name} was dropped after it was captured, and a {mode} of {t.uri} "
+                                f"finished (exit 0) without registering it again; the plan's catalog: {detail}")
+            return
+        if M.entry_root(got) != t.uri:
+            raise Violation(f"catalog: a {mode} of {t.uri} registered {name} again at "
+                            f"{got.get('StorageDescriptor', {}).get('Location')}, not at the table")
+        if M.entry_view(got) != M.entry_view(t.entry):
+            raise Violation(f"catalog: a {mode} of {t.uri} registered {name} again, but not as captured: "
+                            f"{M.entry_view(got)} != {M.entry_view(t.entry)}")
+        log(f"  {name} registered again by the {mode}")
+        t.entry_present = True
+
     def same_commit(self, t, w):
         key = f"{t.prefix}/_delta_log/{w:020}.json"
         try:
@@ -507,6 +566,23 @@ class ChaosMachine(RuleBasedStateMachine):
             if write_once and len(versions) > 1:
                 raise Violation(f"invariant 2: table file {key} has {len(versions)} versions in the backup "
                                 f"(write-once): {[(v['VersionId'], v['ETag'], v['Size']) for v in versions]}")
+
+    @invariant()
+    def catalog_entries_are_as_the_model_says(self):
+        """Each table's Glue entry is the writer's, unchanged, while the model says it is there,
+        and absent once dropped until a rollback or repair registers it again."""
+        if self.lab is None:
+            return
+        for t in self.tables.values():
+            if t.entry is None:
+                continue
+            got = self.lab.catalog_entry(t.name)
+            if t.entry_present and (got is None or M.entry_view(got) != M.entry_view(t.entry)):
+                raise Violation(f"catalog: {GLUE_DATABASE}.{t.name} should be as the writer registered it; "
+                                f"Glue holds {got and M.entry_view(got)}")
+            if not t.entry_present and got is not None:
+                raise Violation(f"catalog: {GLUE_DATABASE}.{t.name} was dropped and nothing should have "
+                                f"registered it again; Glue holds {M.entry_view(got)}")
 
     @invariant()
     def restorable_versions_restore_exactly(self):
@@ -608,6 +684,7 @@ def replay(steps):
 
 def _check_invariants_now(self):
     self.backup_objects_are_never_deleted_or_altered()
+    self.catalog_entries_are_as_the_model_says()
     self.restorable_versions_restore_exactly()
 
 

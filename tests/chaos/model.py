@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "py"))
 import delta_tool  # noqa: E402  the project's one Python Delta helper
 from deltalake import DeltaTable, write_deltalake  # noqa: E402
 
-from lab import SRC  # noqa: E402
+from lab import GLUE_DATABASE, SRC  # noqa: E402
 
 PARTS = ["plain", "a+b", "with space", "café"]
 WRITER_OPS = ["append", "overwrite", "delete", "update", "compact", "checkpoint", "vacuum",
@@ -56,6 +56,11 @@ class TableModel:
     next_id: int = 0
     has_score: bool = False
     cdf: bool = False
+    # The table's Glue entry: the TableInput the writer registered (None: not registered), whether
+    # Glue holds it now, and whether a verify run captured it into the backup since.
+    entry: dict | None = None
+    entry_present: bool = False
+    entry_captured: bool = False
 
     @property
     def uri(self) -> str:
@@ -90,6 +95,83 @@ class TableModel:
                 self.tainted.add(v)
             new.append(v)
         return new
+
+
+SYMLINK_MANIFEST = "_symlink_format_manifest"
+
+
+def catalog_input(model: TableModel, form: str) -> dict:
+    """The Glue TableInput an ETL job registers the table with: `delta` as Spark and Athena
+    register a Delta table (provider delta, location the table), `symlink` as a Hive table over
+    the manifests of `GENERATE symlink_format_manifest` (location the manifest folder)."""
+    columns = [{"Name": "id", "Type": "bigint"}, {"Name": "name", "Type": "string"}]
+    partitions = [{"Name": "part", "Type": "string"}]
+    if form == "delta":
+        return {
+            "Name": model.name,
+            "TableType": "EXTERNAL_TABLE",
+            "Parameters": {"EXTERNAL": "TRUE", "spark.sql.sources.provider": "delta", "table_type": "DELTA"},
+            "StorageDescriptor": {
+                "Location": model.uri,
+                "Columns": columns,
+                "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe",
+                              "Parameters": {"serialization.format": "1", "path": model.uri}},
+            },
+            "PartitionKeys": partitions,
+        }
+    if form == "symlink":
+        return {
+            "Name": model.name,
+            "TableType": "EXTERNAL_TABLE",
+            "Parameters": {"EXTERNAL": "TRUE"},
+            "StorageDescriptor": {
+                "Location": f"{model.uri}/{SYMLINK_MANIFEST}",
+                "Columns": columns,
+                "InputFormat": "org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat",
+                "OutputFormat": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+                "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+                              "Parameters": {"serialization.format": "1"}},
+            },
+            "PartitionKeys": partitions,
+        }
+    raise ValueError(form)
+
+
+def entry_view(table: dict) -> dict:
+    """What of a Glue table (GetTable's `Table`, or a TableInput) an engine reads it by: compared
+    between what the writer registered and what Glue holds after a restore registered it again."""
+    sd = table.get("StorageDescriptor") or {}
+    serde = sd.get("SerdeInfo") or {}
+
+    def cols(list_):
+        return [(c["Name"], c.get("Type")) for c in list_ or []]
+
+    return {
+        "name": table.get("Name"),
+        "table_type": table.get("TableType"),
+        "parameters": table.get("Parameters") or {},
+        "location": sd.get("Location"),
+        "columns": cols(sd.get("Columns")),
+        "input_format": sd.get("InputFormat"),
+        "output_format": sd.get("OutputFormat"),
+        "serde_library": serde.get("SerializationLibrary"),
+        "serde_parameters": serde.get("Parameters") or {},
+        "partition_keys": cols(table.get("PartitionKeys")),
+    }
+
+
+def entry_root(table: dict) -> str | None:
+    """The table a Glue entry stands for: its location without a trailing manifest folder."""
+    location = ((table.get("StorageDescriptor") or {}).get("Location") or "").rstrip("/")
+    return location.removesuffix("/" + SYMLINK_MANIFEST) or None
+
+
+def register_entry(model: TableModel, glue, form: str):
+    """The writer registers the table in GLUE_DATABASE (Glue CreateTable)."""
+    model.entry = catalog_input(model, form)
+    glue.create_table(DatabaseName=GLUE_DATABASE, TableInput=model.entry)
+    model.entry_present = True
+    model.entry_captured = False
 
 
 def now_ms() -> int:

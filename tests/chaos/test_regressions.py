@@ -82,3 +82,17 @@ def test_lost_late_and_duplicated_events_heal(lab, strict):
         ("write", {"table": "events", "op": "vacuum", "n": 1, "r": 0}),
         ("restore", {"table": "events", "mode": "repair", "point": "newest", "k": 0}),
     ])
+
+
+def test_dropped_catalog_entries_are_reported_and_registered_again(lab, strict):
+    """The Glue drop: reported (catalog_entry_dropped) by the next verify run; a rollback of an
+    intact table registers the entry alone (Delta-native form), a rollback of a table whose
+    storage was purged too recreates it and registers the entry (symlink form)."""
+    machine.replay([
+        ("create_tables", {}),
+        ("mishap", {"table": "sales", "kind": "drop_catalog_entry", "pick": 0}),
+        ("restore", {"table": "sales", "mode": "rollback", "point": "newest", "k": 0}),
+        ("mishap", {"table": "events", "kind": "drop_catalog_entry", "pick": 0}),
+        ("mishap", {"table": "events", "kind": "delete_table", "pick": 0}),
+        ("restore", {"table": "events", "mode": "rollback", "point": "newest", "k": 0}),
+    ])
