@@ -78,6 +78,15 @@ Patches
     ``sqs:DeleteMessage``, ``ChangeMessageVisibilityBatch`` by ``sqs:ChangeMessageVisibility``);
     moto asked IAM for actions named after the batch calls, which no policy can grant.
 
+``sqs_event_source_mappings``
+    An SQS event source mapping is created and listed as before, but sending a message no
+    longer makes moto receive and invoke the function inside the send. moto has no container
+    runtime here, so every such invocation failed, yet each attempt counted as a receive: after
+    ``maxReceiveCount`` sends the queue's first messages went to the dead-letter queue without
+    ever reaching a handler. On AWS the Lambda poller receives and the function runs; a message
+    reaches the dead-letter queue only after the function failed it ``maxReceiveCount`` times.
+    Here the harness is the poller (``lifeboat_cli::queue``).
+
 What stays unpatched is listed in tests/local_aws/GAPS.md, with how the tests cover it.
 """
 
@@ -115,6 +124,7 @@ PATCHES = (
     "expected_bucket_owner",
     "glue_resources",
     "iam_batch_actions",
+    "sqs_event_source_mappings",
 )
 KMS = ("aws:kms", "aws:kms:dsse")
 
@@ -854,6 +864,23 @@ def patch_iam_batch_actions() -> None:
     IAMRequestBase.__init__ = init
 
 
+def patch_sqs_event_source_mappings() -> None:
+    from moto.awslambda.models import LambdaBackend
+    from moto.sqs.models import sqs_backends
+
+    orig_create = LambdaBackend.create_event_source_mapping
+
+    def create(self: Any, spec: dict[str, Any]) -> Any:
+        esm = orig_create(self, spec)
+        # Unhook it from the queue's send path (the Lambda API still knows it).
+        for queue in sqs_backends[self.account_id][self.region_name].queues.values():
+            if queue.queue_arn == spec.get("EventSourceArn"):
+                queue.lambda_event_source_mappings.pop(esm.function_arn, None)
+        return esm
+
+    LambdaBackend.create_event_source_mapping = create
+
+
 APPLY: dict[str, Callable[[], None]] = {
     "kms_etags": patch_kms_etags,
     "copy_single_part": patch_copy_single_part,
@@ -863,6 +890,7 @@ APPLY: dict[str, Callable[[], None]] = {
     "expected_bucket_owner": patch_expected_bucket_owner,
     "glue_resources": patch_glue_resources,
     "iam_batch_actions": patch_iam_batch_actions,
+    "sqs_event_source_mappings": patch_sqs_event_source_mappings,
 }
 _applied: list[str] = []
 

@@ -630,3 +630,39 @@ def test_sqs_batch_calls_are_authorized_by_their_single_action(endpoint):
             sqs.purge_queue(QueueUrl=url)  # not granted: still refused
     finally:
         _reset_auth(endpoint, "inf")
+
+
+def test_sqs_messages_wait_for_the_poller_not_the_dead_letter_queue(endpoint):
+    """An enabled SQS event source mapping does not consume the queue on send: moto invoked the
+    function inside each send, failed without a container runtime, and counted every attempt as
+    a receive, so the first messages of a batch went to the dead-letter queue unprocessed."""
+    import io
+    import zipfile
+
+    sqs, lam, iam = (_client(name, endpoint) for name in ("sqs", "lambda", "iam"))
+    suffix = uuid.uuid4().hex[:8]
+    dlq = sqs.create_queue(QueueName=f"dlq-{suffix}")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(QueueName=f"work-{suffix}", Attributes={
+        "VisibilityTimeout": "900",
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    role = iam.create_role(RoleName=f"fn-{suffix}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\n")
+    lam.create_function(FunctionName=f"fn-{suffix}", Runtime="provided.al2023", Role=role,
+                        Handler="bootstrap", Code={"ZipFile": code.getvalue()})
+    mapping = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=f"fn-{suffix}",
+                                              BatchSize=4, FunctionResponseTypes=["ReportBatchItemFailures"])
+    assert lam.get_event_source_mapping(UUID=mapping["UUID"])["EventSourceArn"] == arn
+    sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{i}"} for i in range(10)])
+    dead = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
+    assert dead["Attributes"]["ApproximateNumberOfMessages"] == "0"
+    bodies = []
+    for _ in range(3):
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                  AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
+        bodies += [m["Body"] for m in got]
+        assert [m["Attributes"]["ApproximateReceiveCount"] for m in got] == ["1"] * len(got)
+    assert sorted(bodies) == sorted(f"m{i}" for i in range(10))

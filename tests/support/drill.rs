@@ -19,7 +19,7 @@
 //! | moto gap | here |
 //! |---|---|
 //! | Lambdas cannot run | the real binaries run under `cargo lambda watch` (drill_lambda.rs); its fixed 1970 deadline means no time limit to restore, so restore's continuation is not exercised |
-//! | an enabled SQS event source mapping makes moto try to run the function in Docker | deployed disabled (`ReplicationEnabled=false`, as `make deploy-local` does); the drill drives the queue |
+//! | an enabled SQS event source mapping makes moto try to run the function in Docker on every send, and each failed try counts as a receive (messages reach the dead-letter queue unhandled) | the local AWS leaves SQS mappings to a poller (`sqs_event_source_mappings` in tests/local_aws/GAPS.md); the drill drives the queues (replicate's is also deployed disabled, `ReplicationEnabled=false`, as `make deploy-local` does) |
 //! | scheduled rules never fire | `verify` is invoked with the scheduled event EventBridge sends (tests/fixtures) |
 //! | CopyObject into a bucket with default Object Lock retention needs a checksum header AWS does not require | the backup keeps versioning and Object Lock but no default retention (deploy.py); retention is proven in tests/infra |
 //! | bucket-policy principals and conditions are not evaluated | `DenyEveryoneButLifeboat` and `DenyInsecureTransport` are left out by deploy-local; the writer is walled off here by IAM (no grant on the backup) plus the applied delete/settings Deny. In AWS the bucket policy is a second wall |
@@ -620,25 +620,7 @@ impl Drill {
                 break;
             }
             if attempt == 5 {
-                // Known open bug (issue 17): a round whose last message is never processed is
-                // never aggregated. The drill still needs the report: verify the round's tables
-                // by name (the function's in-process path), and say so.
-                let manifest: Value = serde_json::from_slice(
-                    &self
-                        .get(
-                            &self.verifier,
-                            &self.backup_bucket,
-                            &lifeboat::verify::fanout::round_key(&round, "manifest.json"),
-                        )
-                        .await?,
-                )?;
-                self.say(&format!(
-                    "verify round {round} was not aggregated after its queue was drained (open fan-out bug): verifying its tables by name instead"
-                ));
-                return self
-                    .verify
-                    .call(&serde_json::json!({"tables": manifest["tables"]}))
-                    .await;
+                bail!("verify round {round} was not aggregated after its queue was drained 6 times");
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
