@@ -103,6 +103,9 @@ class ChaosMachine(RuleBasedStateMachine):
             # budget goes to generated sequences.
             return False
         STATS["steps"] += 1
+        variant = kwargs.get("kind") or kwargs.get("op") or kwargs.get("mode")
+        label = f"{name}:{variant}" if variant else name
+        STATS["mix"][label] = STATS["mix"].get(label, 0) + 1
         self.step_no += 1
         self.trace.append((name, kwargs))
         LAST_TRACE[:] = list(self.trace)
@@ -626,7 +629,9 @@ class ChaosMachine(RuleBasedStateMachine):
             STATS["refusals"] += sum(1 for n in self.notes if n[0] == "refused")
 
 
-STATS = {"examples": 0, "steps": 0, "refusals": 0, "failing": False, "replaying": False, "known_bugs": {}}
+# `mix`: steps run by rule (and mishap kind, writer operation or restore mode), for the summary.
+STATS = {"examples": 0, "steps": 0, "refusals": 0, "failing": False, "replaying": False, "known_bugs": {},
+         "mix": {}}
 STRICT = os.environ.get("CHAOS_STRICT") == "1"
 BUDGET = [1 << 60]
 

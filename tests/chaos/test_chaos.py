@@ -25,7 +25,7 @@ def test_chaos(lab):
     # Hypothesis draws each example's length (up to PER_EXAMPLE) and starts with small ones; the
     # machine counts the steps it really runs and turns examples into no-ops past STEPS.
     machine.BUDGET[0] = STEPS
-    machine.STATS.update(steps=0, failing=False, replaying=False)
+    machine.STATS.update(steps=0, failing=False, replaying=False, mix={})
     examples = STEPS
     phases = [Phase.explicit, Phase.generate] + ([Phase.shrink] if SHRINK else [])
     config = settings(max_examples=examples, stateful_step_count=PER_EXAMPLE, deadline=None, database=None,
@@ -54,3 +54,4 @@ def test_chaos(lab):
         print(f"\nchaos: SEED={SEED} STEPS={STEPS}: {s['examples']} example(s), {s['steps']} steps run "
               f"(shrinking included), {s['refusals']} clean refusals, known bugs hit {s['known_bugs'] or 'none'}, "
               f"{time.time() - start:.0f} s")
+        print("chaos: steps by rule: " + ", ".join(f"{k} {v}" for k, v in sorted(s["mix"].items())))
