@@ -66,5 +66,6 @@ STEPS ?= 200
 CHAOS_TEST_SEED ?= 18
 CHAOS_TEST_STEPS ?= 20
 chaos: setup ## the disaster fuzzer (SEED, STEPS): writes, mishaps, lost/late events, killed restores against a model
-	$(CARGO) build -p lifeboat-cli
+	# LIFEBOAT_BIN=path runs a binary copied aside (a long run while others rebuild the tree): no build.
+	@if [ -z "$$LIFEBOAT_BIN" ]; then $(CARGO) build -p lifeboat-cli; else echo "chaos: $$LIFEBOAT_BIN"; fi
 	CHAOS_SEED=$(SEED) CHAOS_STEPS=$(STEPS) timeout $$(( 1200 + $(STEPS) * 4 )) $(VENV)/bin/pytest tests/chaos/test_chaos.py -q -s -p no:cacheprovider
