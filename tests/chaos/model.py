@@ -7,6 +7,10 @@ writers going on; a dropped table written again from version 0) does not change 
 that version must give. Versions whose backed-up content the model cannot predict (written on
 a diverged history, or by a writer that read damaged data) are *tainted*: restores of them must
 still finish or refuse cleanly, but their rows are not compared.
+
+Each table also has its Glue Data Catalog entry as the writer registered it, whether Glue holds
+it now (a mishap drops it; a rollback or repair registers it again) and whether a verify run
+captured it before it was dropped (only then can Lifeboat report it and put it back).
 """
 
 from __future__ import annotations
