@@ -620,7 +620,9 @@ impl Drill {
                 break;
             }
             if attempt == 5 {
-                bail!("verify round {round} was not aggregated after its queue was drained 6 times");
+                bail!(
+                    "verify round {round} was not aggregated after its queue was drained 6 times"
+                );
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }

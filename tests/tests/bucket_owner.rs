@@ -180,3 +180,70 @@ async fn a_bucket_owned_by_another_account_is_refused_and_the_right_owner_works(
     );
     Ok(())
 }
+
+/// The Delta reader (delta_kernel's log replay) reads through the store's own client: with the
+/// right owner it reads the table's snapshot; with the source bucket owned by another account
+/// every one of its reads is refused, so a re-created bucket's log is never replayed as the
+/// table's.
+#[tokio::test]
+async fn the_delta_reader_names_the_expected_owner_too() -> Result<()> {
+    let aws = LocalAws::start().await?;
+    aws.create_bucket(SOURCE, true).await?;
+    aws.create_bucket(BACKUP, true).await?;
+    let commit = |version: u64, file: &str| {
+        let mut actions = Vec::new();
+        if version == 0 {
+            actions.push(
+                serde_json::json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}),
+            );
+            actions.push(serde_json::json!({"metaData": {
+                "id": "5f3e1d2c-0000-4000-8000-000000000001", "format": {"provider": "parquet", "options": {}},
+                "schemaString": r#"{"type":"struct","fields":[{"name":"id","type":"long","nullable":true,"metadata":{}}]}"#,
+                "partitionColumns": [], "configuration": {}, "createdTime": 1700000000000u64}}));
+        }
+        actions.push(
+            serde_json::json!({"add": {"path": file, "partitionValues": {}, "size": 4,
+            "modificationTime": 1700000000000u64 + version, "dataChange": true}}),
+        );
+        actions.iter().map(|a| format!("{a}\n")).collect::<String>()
+    };
+    for (version, file) in [(0, "part-0.parquet"), (1, "part-1.parquet")] {
+        aws.put(
+            SOURCE,
+            &format!("t/_delta_log/{version:020}.json"),
+            commit(version, file),
+        )
+        .await?;
+    }
+    let table = lifeboat::keys::S3Location::parse(&format!("s3://{SOURCE}/t"))?;
+    for (source_owner, readable) in [(LOCAL_ACCOUNT, true), (OTHER_ACCOUNT, false)] {
+        let reader = store(&aws, source_owner, LOCAL_ACCOUNT)?
+            .delta_reader(SOURCE)
+            .await?;
+        let location = table.clone();
+        let read =
+            tokio::task::spawn_blocking(move || reader.snapshot_files(&location, None)).await?;
+        match (readable, read) {
+            (true, Ok((version, files))) => {
+                assert_eq!(version, 1);
+                let mut paths: Vec<_> = files.into_iter().map(|f| f.path).collect();
+                paths.sort();
+                assert_eq!(paths, ["part-0.parquet", "part-1.parquet"]);
+            }
+            (false, Err(e)) => {
+                let message = format!("{e:#}");
+                for part in [
+                    "ListObjectsV2",
+                    "HTTP 403 ",
+                    "owned by another account than the one expected",
+                ] {
+                    assert!(message.contains(part), "{message:?} should say {part:?}");
+                }
+            }
+            (readable, read) => {
+                panic!("source owned by {source_owner}: readable {readable}, read {read:?}")
+            }
+        }
+    }
+    Ok(())
+}

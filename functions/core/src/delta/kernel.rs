@@ -7,7 +7,7 @@ use delta_kernel::arrow::array::{Array, ArrayRef, AsArray, MapArray, StructArray
 use delta_kernel::arrow::compute::cast;
 use delta_kernel::arrow::datatypes::DataType;
 use delta_kernel::engine::arrow_data::ArrowEngineData;
-use delta_kernel::object_store::aws::AmazonS3Builder;
+use delta_kernel::object_store::ObjectStore;
 use delta_kernel::Snapshot;
 use delta_kernel_default_engine::executor::tokio::TokioBackgroundExecutor;
 use delta_kernel_default_engine::{DefaultEngine, DefaultEngineBuilder};
@@ -19,43 +19,24 @@ use super::hint::WithoutCheckpointHint;
 use super::{resolve_action_path, table_url};
 use crate::error::{Error, Result};
 use crate::keys::S3Location;
-use crate::s3::ClientSettings;
 
-/// Reads snapshots with `delta_kernel` over S3 (the SDK's usual environment: region, endpoint,
-/// credentials).
+/// Reads snapshots with `delta_kernel` over one bucket's object store (in production the
+/// store's own SDK client: [`crate::s3::SdkObjectStore`]).
 pub struct KernelReader {
     engine: Arc<DefaultEngine<TokioBackgroundExecutor>>,
     bucket: String,
 }
 
 impl KernelReader {
-    /// A reader over `bucket`, reaching S3 as the SDK clients built from `settings` do
-    /// (endpoint, region, retries); credentials come from the environment, as on Lambda.
-    pub fn new(bucket: &str, settings: &ClientSettings) -> Result<Self> {
-        let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_retry(delta_kernel::object_store::RetryConfig {
-                max_retries: settings.max_attempts.saturating_sub(1) as usize,
-                ..Default::default()
-            });
-        if let Some(endpoint) = &settings.endpoint {
-            builder = builder
-                .with_allow_http(endpoint.starts_with("http://"))
-                .with_endpoint(endpoint);
-        }
-        if let Some(region) = &settings.region {
-            builder = builder.with_region(region);
-        }
-        let store = builder
-            .build()
-            .map_err(|e| Error::kernel(format!("s3://{bucket}"), e))?;
+    /// A reader over `bucket`, reading it through `store`.
+    pub fn new(bucket: &str, store: impl ObjectStore) -> Self {
         // Reads find checkpoints by listing the log: a stale or forged `_last_checkpoint`
         // must not make a restorable version unreadable.
         let store = WithoutCheckpointHint::new(store);
-        Ok(KernelReader {
+        KernelReader {
             engine: Arc::new(DefaultEngineBuilder::new(Arc::new(store)).build()),
             bucket: bucket.to_string(),
-        })
+        }
     }
 
     /// The live files of `table` at `version` (latest when `None`), with the version read.

@@ -22,8 +22,10 @@ use crate::store::{
 };
 
 mod clients;
+mod kernel_store;
 
 pub use clients::{ClientSettings, Clients, DEFAULT_MAX_ATTEMPTS};
+pub use kernel_store::SdkObjectStore;
 
 /// [`Store`] over an `aws-sdk-s3` client.
 #[derive(Clone, Debug)]
@@ -103,11 +105,11 @@ impl S3Store {
 
 type HttpResponse = aws_sdk_s3::config::http::HttpResponse;
 
-fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
+pub(crate) fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
     err.raw_response().map(|r| r.status().as_u16())
 }
 
-fn s3_error<E>(
+pub(crate) fn s3_error<E>(
     operation: &'static str,
     bucket: &str,
     key: &str,
@@ -521,10 +523,11 @@ impl Store for S3Store {
         }
     }
 
-    /// The reader's own requests carry no `ExpectedBucketOwner` (its store cannot sign the
-    /// header on listings); every other request of this store does.
+    /// The reader reads through this store's client ([`SdkObjectStore`]): its requests carry
+    /// the bucket's expected owner like every other request of this store.
     async fn delta_reader(&self, bucket: &str) -> Result<crate::delta::KernelReader> {
-        crate::delta::KernelReader::new(bucket, &self.settings)
+        let store = SdkObjectStore::new(self.client.clone(), bucket, self.owner(bucket));
+        Ok(crate::delta::KernelReader::new(bucket, store))
     }
 
     async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
