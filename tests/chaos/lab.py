@@ -40,6 +40,8 @@ GLUE_DATABASE = "lake"
 # Where the verifier captures a catalog entry's definitions in the backup (the core's
 # `layout::Layout::catalog_prefix`).
 CATALOG_CAPTURES = "_lifeboat/catalog/{database}/{table}/"
+# Where the replicator keeps aside other content under a backup key (`layout::CONFLICTS_PREFIX`).
+CONFLICTS = "_lifeboat/conflicts/"
 
 # Every subprocess gets one of these (invariant 5: no hung process).
 CLI_TIMEOUT = float(os.environ.get("CHAOS_CLI_TIMEOUT", "120"))
@@ -191,6 +193,13 @@ class Lab:
         prefix = CATALOG_CAPTURES.format(database=GLUE_DATABASE, table=name)
         out = self.s3.list_objects_v2(Bucket=BACKUP, Prefix=prefix)
         return [o["Key"] for o in out.get("Contents", [])]
+
+    def conflicts_of(self, key: str) -> set[str]:
+        """The contents kept aside for the source key `key` (each a rewrite with other bytes)."""
+        out = set()
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=BACKUP, Prefix=f"{CONFLICTS}{SRC}/{key}."):
+            out |= {o["Key"] for o in page.get("Contents", [])}
+        return out
 
     # ------------------------------------------------------------------ the CLI
     def cli(self, *args, timeout=CLI_TIMEOUT) -> Run:

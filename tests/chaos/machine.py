@@ -236,7 +236,7 @@ class ChaosMachine(RuleBasedStateMachine):
             if not t.entry_present:
                 return
             expect, key = self.drop_catalog_entry(t), f"{GLUE_DATABASE}.{t.name}"
-            self.check_mishap_reported(t, kind, key, expect)
+            self.check_mishap_reported(t, kind, key, expect, None)
             return
         objects = self.source_objects(t)
         if not objects:
@@ -248,7 +248,7 @@ class ChaosMachine(RuleBasedStateMachine):
         logs = [k for k in ordered if k.startswith(log_prefix) and not k.endswith("_last_checkpoint")]
         commits = sorted(k for k in logs if k.endswith(".json") and k[len(log_prefix):][:20].isdigit())
         versions = [int(k[len(log_prefix):][:20]) for k in commits]
-        expect, key = None, None
+        expect, key, conflicts_before = None, None, None
         if kind == "delete_object" and data:
             key = data[pick % len(data)]
             expect = "delete_object" if self.backup_has(key) else None
@@ -279,9 +279,12 @@ class ChaosMachine(RuleBasedStateMachine):
         elif kind == "self_copy" and (data or logs):
             pool = data + logs
             key = pool[pick % len(pool)]
+            # Only a copy of the backup's own bytes is no change; a copy of bytes an earlier
+            # mishap wrote is one more rewrite with other content (a conflict, rightly).
+            if self.same_as_backup(key):
+                expect, conflicts_before = "self_copy", self.lab.conflicts_of(key)
             s3.copy_object(Bucket=SRC, Key=key, CopySource={"Bucket": SRC, "Key": key},
                            MetadataDirective="REPLACE", Metadata={"touched": "self-copy"})
-            expect = "self_copy" if self.backup_has(key) else None
         elif kind == "delete_middle_commit" and len(versions) >= 3:
             middle = versions[1:-1]
             v = middle[pick % len(middle)]
@@ -303,19 +306,30 @@ class ChaosMachine(RuleBasedStateMachine):
             t.forged_last_checkpoint = True
         else:
             return
-        self.check_mishap_reported(t, kind, key, expect)
+        self.check_mishap_reported(t, kind, key, expect, conflicts_before)
 
-    def check_mishap_reported(self, t, kind, key, expect):
-        """Invariant 4: reported within one verify run (after the events of the mishap arrive)."""
+    def check_mishap_reported(self, t, kind, key, expect, conflicts_before):
+        """Invariant 4: reported within one verify run (after the events of the mishap arrive).
+        A self-copy of the backup's bytes must add no conflict for the key and no finding that the
+        source's copy differs (`conflicts_before`: the key's conflicts before the copy)."""
         self.drain()
         self.verify()
         kinds = {f["kind"] for f in self.findings(t)}
         log(f"  mishap {kind} on {key or t.prefix}: findings {sorted(kinds)}")
         if expect == "self_copy":
-            named = [f for f in self.findings(t) if f["kind"] in NOT_FOR_SAME_BYTES and key in json.dumps(f)]
-            if named:
-                raise Violation(f"invariant 4: copying {key} onto itself (same bytes) was reported: {named}")
+            named = [f for f in self.findings(t) if f["kind"] in NOT_FOR_SAME_BYTES - {"backup_conflict"}
+                     and key in json.dumps(f)]
+            new_conflicts = sorted(self.lab.conflicts_of(key) - conflicts_before)
+            if named or new_conflicts:
+                raise Violation(f"invariant 4: copying {key} onto itself (the backup's bytes) was reported: "
+                                f"{named}; new conflicts kept: {new_conflicts}; findings {self.findings(t)}")
         elif expect and not (EXPECTED[expect] & kinds):
+            if expect in ("overwrite_log", "overwrite_data") and not STRICT and self.written_in_copy_second(key):
+                # Known bug B3 (RELIABILITY.md, test_regressions.py): a same-size overwrite in the
+                # second the backup copy was made is never compared (listings give seconds), so
+                # verify reports only the replicator's backup_conflict (a warning). Counted.
+                STATS["known_bugs"]["B3"] = STATS["known_bugs"].get("B3", 0) + 1
+                return
             raise Violation(f"invariant 4: mishap {kind} on {key or t.uri} not reported by verify: expected one of "
                             f"{sorted(EXPECTED[expect])}, got {sorted(kinds)}: {self.findings(t)}")
 
@@ -531,8 +545,21 @@ class ChaosMachine(RuleBasedStateMachine):
         log(f"  {name} registered again by the {mode}")
         t.entry_present = True
 
+    def written_in_copy_second(self, key):
+        """Whether the source's `key`, as a listing shows it, was last written no later than its
+        backup copy (listings give whole seconds): a rewrite in the very second of the copy."""
+        source = self.lab.s3.list_objects_v2(Bucket=SRC, Prefix=key).get("Contents", [])
+        listing = self.lab.s3.list_object_versions(Bucket=BACKUP, Prefix=f"{SRC}/{key}")
+        copies = [v for v in listing.get("Versions", []) if v["Key"] == f"{SRC}/{key}"]
+        mine = [o for o in source if o["Key"] == key]
+        return bool(mine and copies) and mine[0]["LastModified"] <= copies[-1]["LastModified"]
+
     def same_commit(self, t, w):
-        key = f"{t.prefix}/_delta_log/{w:020}.json"
+        return self.same_as_backup(f"{t.prefix}/_delta_log/{w:020}.json")
+
+    def same_as_backup(self, key):
+        """Whether the source holds, byte for byte, the backup's authoritative (first) copy of
+        `key`."""
         try:
             a = self.lab.s3.get_object(Bucket=SRC, Key=key)["Body"].read()
             listing = self.lab.s3.list_object_versions(Bucket=BACKUP, Prefix=f"{SRC}/{key}")
@@ -660,6 +687,7 @@ def guarded(fn):
                 except Exception:
                     pass
             raise
+    wrapper.chaos_guarded = True
     return wrapper
 
 
@@ -696,6 +724,20 @@ def _check_invariants_now(self):
 ChaosMachine.check_invariants_now = _check_invariants_now
 
 
-for _name, _value in list(vars(ChaosMachine).items()):
-    if callable(_value) and (_name == "teardown" or any(a.startswith("hypothesis_stateful") for a in vars(_value))):
-        setattr(ChaosMachine, _name, guarded(_value))
+def _guard_rules_and_invariants():
+    """Guards the rules, invariants and teardown. Hypothesis calls the function its marker (a
+    `Rule` or `Invariant`) holds, not the class attribute, so both are guarded: the class
+    attribute for replays, the marker's function for Hypothesis."""
+    for name, value in list(vars(ChaosMachine).items()):
+        if not callable(value):
+            continue
+        markers = [getattr(value, a) for a in vars(value) if a.startswith("hypothesis_stateful")]
+        if name != "teardown" and not markers:
+            continue
+        setattr(ChaosMachine, name, guarded(value))
+        for marker in markers:
+            if hasattr(marker, "function") and not getattr(marker.function, "chaos_guarded", False):
+                object.__setattr__(marker, "function", guarded(marker.function))
+
+
+_guard_rules_and_invariants()
