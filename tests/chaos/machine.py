@@ -1,7 +1,8 @@
 """The disaster fuzzer (issue 18): a Hypothesis `RuleBasedStateMachine` that writes Delta tables
-(registered in the Glue Data Catalog), causes mishaps with the writer's credentials, delivers the events late, twice, out of order or
-not at all, verifies and restores through the real `lifeboat` binary, and checks after every
-step the promises of RELIABILITY.md ("The disaster fuzzer").
+(registered in the Glue Data Catalog), causes mishaps with the writer's credentials, delivers
+the events late, twice, out of order or not at all, verifies and restores through the real
+`lifeboat` binary, and checks after every step the promises of RELIABILITY.md ("The disaster
+fuzzer").
 
 Every rule is also a plain method taking plain arguments, so a shrunk sequence replays as a
 list of `(rule, kwargs)` (tests/chaos/test_regressions.py).
@@ -44,7 +45,8 @@ EXPECTED = {
     "stale_sync": {"source_log_regressed"},
     "drop_catalog_entry": {"catalog_entry_dropped"},
 }
-# A copy of an object onto itself (same bytes) is no change: none of these may name it.
+# A copy of an object onto itself (the backup's bytes) is no change: none of these may name it
+# (a backup_conflict by the conflicts kept for the key, since an older one may name it too).
 NOT_FOR_SAME_BYTES = {"backup_conflict", "source_object_overwritten", "log_corrupted"}
 
 SAMPLE_PER_STEP = int(os.environ.get("CHAOS_SAMPLE_PER_STEP", "1"))
