@@ -54,7 +54,7 @@ demo: setup ## the whole story on a local AWS (moto, started and stopped): creat
 
 -include infra/infra.mk
 
-bench: setup ## benchmarks (never part of make test): copy and verify against the request floor and s5cmd
+bench: setup ## benchmarks (never part of make test): copy, verify, sharded restore (BENCH_RESTORE_OBJECTS=1000000: the 1M-object table)
 	bash bench/run.sh
 
 FUZZ_CASES ?= 50000

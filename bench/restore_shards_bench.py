@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -93,7 +94,11 @@ def copy_phase(restore_dir):
     return objects, max(ends) - min(starts)
 
 
-def clone(binary, env, root, workers, concurrency, shard_objects, tag, proxy, rclone):
+def clone(binary, env, root, workers, concurrency, shard_objects, tag, proxy, rclone,
+          window=None):
+    """One clone, timed; with window (seconds), stopped that long after its shards were handed
+    out, its rate then being the copy phase of the shards done by then (a steady-state
+    figure, not a complete run)."""
     env = dict(env)
     env.update({
         "LIFEBOAT_RESTORE_SHARD_THRESHOLD": "1",
@@ -110,20 +115,37 @@ def clone(binary, env, root, workers, concurrency, shard_objects, tag, proxy, rc
     cpu0 = (cpu_seconds(rclone.pid), cpu_seconds(os.getpid()), machine_busy())
     sampler.start()
     started = time.monotonic()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    stopped = False
+    if window:
+        while proc.poll() is None and not [
+                d for d in (root / RESTORES).glob("*") if d.name not in before]:
+            time.sleep(1)
+        try:
+            proc.wait(timeout=window)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            stopped = True
+    stdout, stderr = proc.communicate()
+    proc.stdout, proc.stderr = stdout, stderr
     seconds = time.monotonic() - started
     sampler.stop.set()
-    if proc.returncode != 0:
+    if proc.returncode != 0 and not stopped:
         sys.exit(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-2000:]}\n"
                  f"{proc.stderr[-3000:]}")
     busy = machine_busy()
-    usage = {k: float(re.search(rf"{k} time \(seconds\): ([\d.]+)", proc.stderr).group(1))
+    usage = {k: float(m.group(1)) if (m := re.search(rf"{k} time \(seconds\): ([\d.]+)",
+                                                     proc.stderr)) else float("nan")
              for k in ("User", "System")}
     new = [d for d in (root / RESTORES).glob("*") if d.name not in before]
     assert len(new) == 1, new
     copied, copy_seconds = copy_phase(new[0])
     written = sum(len(fs) for _, _, fs in os.walk(root / vb.SOURCE / target))
+    if stopped:  # the copy phase so far stands for the run
+        written, seconds = copied, copy_seconds
     result = {
+        "window": window if stopped else None,
         "objects": written, "seconds": seconds, "rate": written / seconds,
         "copy_objects": copied, "copy_seconds": copy_seconds, "copy_rate": copied / copy_seconds,
         "load_mean": statistics.mean(sampler.loads) if sampler.loads else os.getloadavg()[0],
@@ -140,10 +162,11 @@ def clone(binary, env, root, workers, concurrency, shard_objects, tag, proxy, rc
     return result
 
 
-def generate(work, files, versions, checkpoint_every):
+def generate(work, files, versions, checkpoint_every, partitions):
     """The table, in work/s3 (reused when work holds one of this shape)."""
     root = work / "s3"
-    shape = {"files": files, "versions": versions, "checkpoint_every": checkpoint_every}
+    shape = {"files": files, "versions": versions, "checkpoint_every": checkpoint_every,
+             "partitions": partitions}
     marker = work / "generated.json"
     if marker.exists() and json.loads(marker.read_text()).get("shape") == shape:
         print(f"reusing the table generated in {work} "
@@ -153,7 +176,7 @@ def generate(work, files, versions, checkpoint_every):
     (root / vb.BACKUP).mkdir(parents=True)
     (root / vb.SOURCE).mkdir(parents=True)
     t = time.monotonic()
-    _, objects = vb.generate(root, versions, files, checkpoint_every)
+    _, objects = vb.generate(root, versions, files, checkpoint_every, partitions)
     marker.write_text(json.dumps({"shape": shape, "objects": objects}))
     print(f"generated a {files}-file table ({objects} objects, {versions} versions) in "
           f"{time.monotonic() - t:.0f} s", flush=True)
@@ -166,8 +189,12 @@ def main():
                         default=int(os.environ.get("BENCH_RESTORE_OBJECTS", "20000")))
     parser.add_argument("--versions", type=int,
                         help="commits (default: one per 1,000 files); a checkpoint every tenth")
+    parser.add_argument("--partitions", type=int, default=1000,
+                        help="partition directories (rclone's copy into a directory slows "
+                             "with the files already in it: keep them about 1,000 each)")
     parser.add_argument("--workers", default="1,4,16")
-    parser.add_argument("--cases", help="which cases, e.g. limit,1,4,16 (default: all)")
+    parser.add_argument("--cases", help="which cases in which order, e.g. 1,16,4,limit "
+                        "(default: limit, then --workers)")
     parser.add_argument("--concurrency", type=int, default=16, help="copies in flight per worker")
     parser.add_argument("--limit-concurrency", type=int, default=256,
                         help="copies in flight for the server-limit case")
@@ -175,6 +202,9 @@ def main():
                         help="objects per shard (LIFEBOAT_RESTORE_SHARD_OBJECTS' default)")
     parser.add_argument("--latency-ms", type=int, default=20)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--window", type=float,
+                        help="stop each run this many seconds after its shards are handed out and "
+                             "report the copy phase of the shards done by then (not a complete run)")
     parser.add_argument("--work", type=Path, help="generate into (or reuse) this directory")
     parser.add_argument("--results", type=Path, help="append each case's figures (JSON lines)")
     parser.add_argument("--profile", choices=["release", "dev"],
@@ -191,19 +221,23 @@ def main():
     rclone = proxy = None
     rows = []
     try:
-        root = generate(work, args.table_files, versions, checkpoint_every)
+        root = generate(work, args.table_files, versions, checkpoint_every, args.partitions)
         (root / RESTORES).mkdir(parents=True, exist_ok=True)
         shutil.rmtree(root / vb.SOURCE / "clones", ignore_errors=True)
         rclone, server_port = vb.start_rclone(root)
         proxy = FastProxy(("127.0.0.1", server_port), args.latency_ms / 1000, root=root)
         env = cb.clean_env(proxy.start())
+        # rclone hashes what it lists once and keeps it; the proxy does the same, before timing.
+        t = time.monotonic()
+        proxy.listings.snapshot(vb.BACKUP, f"{vb.SOURCE}/{vb.TABLE}/")
+        print(f"hashed the backup table for the proxy's listings in "
+              f"{time.monotonic() - t:.0f} s", flush=True)
 
         cases = [("server limit", 1, args.limit_concurrency)] + [
             (f"{n} worker(s)", n, args.concurrency) for n in workers]
-        if args.cases:
-            wanted = args.cases.split(",")
-            cases = [c for c in cases
-                     if ("limit" if c[0] == "server limit" else str(c[1])) in wanted]
+        if args.cases:  # in the order given
+            named = {("limit" if c[0] == "server limit" else str(c[1])): c for c in cases}
+            cases = [named[w] for w in args.cases.split(",")]
         for name, n, concurrency in cases:
             results = []
             for run in range(args.runs):
@@ -211,11 +245,14 @@ def main():
                 print(f"{name}, {concurrency} in flight each: run {run + 1} "
                       f"({time.strftime('%H:%M:%S')})", flush=True)
                 r = clone(binary, env, root, n, concurrency, args.shard_objects, tag, proxy,
-                          rclone)
+                          rclone, args.window)
                 r.update({"case": name, "workers": n, "concurrency": concurrency,
                           "table_files": args.table_files, "latency_ms": args.latency_ms,
                           "shard_objects": args.shard_objects, "binary": binary,
                           "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                if r["window"]:
+                    print(f"  stopped after a {args.window:.0f} s window: the figures are the "
+                          "shards done by then", flush=True)
                 print(f"  {r['objects']} objects in {r['seconds']:.1f} s = {r['rate']:.0f}/s; "
                       f"copy phase {r['copy_objects']} in {r['copy_seconds']:.1f} s = "
                       f"{r['copy_rate']:.0f}/s; load {r['load_mean']:.1f} (max "

@@ -11,8 +11,10 @@ echo "== lifeboat vs s5cmd and rclone: copy, requests per object, restore clone,
 "$PY" bench/copy_bench.py "$@"
 
 # Sharded restores (#17): a clone copied by 1, 4 and 16 workers through the proxy's 20 ms.
+# BENCH_RESTORE_OBJECTS sets the table's size (default 20,000; BENCHMARKS.md's figures are for
+# 1,000,000, about 30 min per case on 2 cores; BENCH_RESTORE_WORK=DIR keeps the table for reuse).
 echo "== sharded restore clone: 1, 4 and 16 workers =="
-"$PY" bench/restore_shards_bench.py
+"$PY" bench/restore_shards_bench.py ${BENCH_RESTORE_WORK:+--work "$BENCH_RESTORE_WORK"}
 
 # Incremental verification (#17): a 100k-version table, 10 new commits, incremental vs full.
 echo "== verify: incremental vs full, 100k versions, 10 new commits =="

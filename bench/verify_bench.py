@@ -56,15 +56,17 @@ def free_port():
         return s.getsockname()[1]
 
 
-def generate(root, versions, files, checkpoint_every):
-    """Writes the backup copy of the table; returns its directory and the number of objects."""
+def generate(root, versions, files, checkpoint_every, partitions=PARTITIONS):
+    """Writes the backup copy of the table, its files spread over `partitions` partition
+    directories; returns its directory and the number of objects."""
     from deltalake import DeltaTable
 
     table = root / BACKUP / SOURCE / TABLE
     log = table / "_delta_log"
     log.mkdir(parents=True)
-    for p in range(PARTITIONS):
-        (table / f"part={p:03d}").mkdir()
+    width = max(3, len(str(partitions - 1)))
+    for p in range(partitions):
+        (table / f"part={p:0{width}d}").mkdir()
     per_version = files // versions
     extra = files - per_version * versions
     schema = {
@@ -88,7 +90,7 @@ def generate(root, versions, files, checkpoint_every):
                 "schemaString": json.dumps(schema), "partitionColumns": ["part"],
                 "configuration": {}, "createdTime": ts}})
         for _ in range(per_version + (1 if v < extra else 0)):
-            part = f"{n % PARTITIONS:03d}"
+            part = f"{n % partitions:0{width}d}"
             path = f"part={part}/part-{n:07d}.parquet"
             body = f"lifeboat bench file {n}\n".encode()
             (table / path).write_bytes(body)
