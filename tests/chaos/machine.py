@@ -326,11 +326,13 @@ class ChaosMachine(RuleBasedStateMachine):
                 raise Violation(f"invariant 4: copying {key} onto itself (the backup's bytes) was reported: "
                                 f"{named}; new conflicts kept: {new_conflicts}; findings {self.findings(t)}")
         elif expect and not (EXPECTED[expect] & kinds):
-            if expect in ("overwrite_log", "overwrite_data") and not STRICT and self.written_in_copy_second(key):
-                # Known bug B3 (RELIABILITY.md, test_regressions.py): a same-size overwrite in the
-                # second the backup copy was made is never compared (listings give seconds), so
-                # verify reports only the replicator's backup_conflict (a warning). Counted.
-                STATS["known_bugs"]["B3"] = STATS["known_bugs"].get("B3", 0) + 1
+            if (expect in ("overwrite_log", "overwrite_data") and not STRICT
+                    and self.written_in_copy_second(key) and not self.lab.conflicts_of(key)):
+                # Known gap B3-unseen (RELIABILITY.md): a same-size overwrite in the second the
+                # backup copy was made, whose event the replicator has not seen (lost, or not yet
+                # delivered), looks untouched in listings (whole seconds). B3 itself, the
+                # replicator having kept the new content aside, is fixed. Counted.
+                STATS["known_bugs"]["B3-unseen"] = STATS["known_bugs"].get("B3-unseen", 0) + 1
                 return
             raise Violation(f"invariant 4: mishap {kind} on {key or t.uri} not reported by verify: expected one of "
                             f"{sorted(EXPECTED[expect])}, got {sorted(kinds)}: {self.findings(t)}")

@@ -65,12 +65,11 @@ def test_b2_timestamp_restore_while_the_backup_lags(lab, strict):
     machine.replay(B2)
 
 
-@pytest.mark.xfail(strict=True, raises=machine.Violation,
-                   reason="B3: a same-size overwrite in the second of the backup copy is reported only as "
-                          "backup_conflict, never log_corrupted")
+# Fixed: a file whose key the replicator saw rewritten (the new content kept aside) is always
+# compared, whatever the listing times say (verify::compare::KeptAside).
 def test_b3_same_size_overwrite_in_the_second_of_the_copy(lab, strict):
-    # The overwrite must land in the second of the copy, which a replay cannot force: up to three
-    # tries (each usually does). Fixed, all three pass, and strict xfail fails.
+    # The overwrite must land in the second of the copy, which a replay cannot force: three
+    # tries (each usually does).
     for _ in range(3):
         machine.replay(B3)
 

@@ -7,11 +7,15 @@
 //! - every object of the table is write-once: one whose size differs from the backup's copy
 //!   holds other content (a log file: the log is corrupted; any other file: the source object
 //!   was overwritten); one of the same size that was not modified after its copy was made is
-//!   the same ([`unchanged_since_copy`]: no request); any other is *undecided* (a rewrite of the
-//!   same bytes, or another content of the same length), and the caller resolves it with
+//!   the same ([`unchanged_since_copy`]: no request), unless the replicator kept another
+//!   content of that key aside ([`KeptAside`]: listings give whole seconds, so a rewrite in
+//!   the second of the copy looks untouched); any other is *undecided* (a rewrite of the same
+//!   bytes, or another content of the same length), and the caller resolves it with
 //!   [`crate::identity`];
 //! - `_last_checkpoint` is rewritten in place by design: the backup should hold its latest
 //!   content, so a later rewrite means "missing", never "corrupted".
+
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -56,11 +60,43 @@ pub struct Comparison {
     pub undecided: Vec<Differs>,
 }
 
+/// The table's files whose key the replicator saw written again with another content (it kept
+/// that content aside under `_lifeboat/conflicts/`): their listing times prove nothing.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct KeptAside(BTreeSet<String>);
+
+impl KeptAside {
+    /// From the table's conflict records, listed under `conflicts_prefix`
+    /// (`<prefix><path>.<tag>`, [`crate::layout::Layout::conflict_key`]).
+    pub fn new(conflicts_prefix: &str, conflicts: &[ObjectInfo]) -> Self {
+        KeptAside(
+            conflicts
+                .iter()
+                .filter_map(|c| c.key.strip_prefix(conflicts_prefix))
+                .map(str::to_string)
+                .collect(),
+        )
+    }
+
+    /// Whether another content of `path` (relative to the table root) was kept aside. The
+    /// record names do not say where the path ends and the tag begins, so a path that is a
+    /// record's name cut at a dot (`part-1` beside `part-1.parquet.<tag>`) counts too: it is
+    /// compared, which costs two HEADs, never a false finding.
+    pub fn contains(&self, path: &str) -> bool {
+        let name = format!("{path}.");
+        self.0
+            .range(name.clone()..)
+            .next()
+            .is_some_and(|kept| kept.starts_with(&name))
+    }
+}
+
 /// Compares every selected source object with the backup's listing; objects last modified
 /// after `cutoff` are pending rather than missing.
 pub fn compare(
     source: &TableListing,
     backup: &TableListing,
+    kept_aside: &KeptAside,
     selects: impl Fn(&str) -> bool,
     cutoff: DateTime<Utc>,
 ) -> Comparison {
@@ -82,12 +118,13 @@ pub fn compare(
                 Some("older content")
             }
             Some(copy) => {
-                let untouched = unchanged_since_copy(
-                    object.size,
-                    object.last_modified(),
-                    copy.size,
-                    copy.last_modified(),
-                );
+                let untouched = !kept_aside.contains(relative)
+                    && unchanged_since_copy(
+                        object.size,
+                        object.last_modified(),
+                        copy.size,
+                        copy.last_modified(),
+                    );
                 if !untouched && copy.etag != object.etag {
                     let both = Differs {
                         path: relative.to_string(),
@@ -445,7 +482,13 @@ mod tests {
         for (name, source, backup, missing, pending, corrupted, undecided) in cases {
             let source = listing("t/", &source);
             let backup = listing("src/t/", &backup);
-            let got = compare(&source, &backup, |k| !k.contains("_temporary"), cutoff);
+            let got = compare(
+                &source,
+                &backup,
+                &KeptAside::default(),
+                |k| !k.contains("_temporary"),
+                cutoff,
+            );
             let got_missing: Vec<(&str, &str)> = got
                 .missing
                 .iter()
@@ -481,7 +524,7 @@ mod tests {
             ],
         );
         let cutoff = Utc.timestamp_opt(OLD + 10, 0).unwrap();
-        let comparison = compare(&source, &backup, |_| true, cutoff);
+        let comparison = compare(&source, &backup, &KeptAside::default(), |_| true, cutoff);
         let table = S3Location::parse("s3://src/t").unwrap();
         let findings = comparison.findings(&table, 900, "sent to the replicator's queue", |p| {
             p == "d.parquet"
@@ -513,6 +556,7 @@ mod tests {
         let mut hints = compare(
             &listing("t/", &[(LAST, 10, E2, later)]),
             &listing("src/t/", &[(LAST, 10, E1, OLD)]),
+            &KeptAside::default(),
             |_| true,
             cutoff,
         );
@@ -523,5 +567,42 @@ mod tests {
         // Overwritten files the current version does not need: a warning.
         let quiet = comparison.findings(&table, 900, "", |_| false);
         assert_eq!(quiet[1].severity, Severity::Warning);
+    }
+
+    /// A rewrite in the second of the copy looks untouched in the listings; when the
+    /// replicator kept another content of that key aside, the file is compared (undecided).
+    #[test]
+    fn files_with_content_kept_aside_are_never_taken_as_untouched() {
+        let prefix = "_lifeboat/conflicts/src/t/";
+        let record = |name: &str| ObjectInfo {
+            key: format!("{prefix}{name}"),
+            ..ObjectInfo::default()
+        };
+        let kept = KeptAside::new(
+            prefix,
+            &[
+                record(&format!("{C0}.3HL4kqtJlcpXroDTDmJ.v2")),
+                record("part-1.parquet.0123abcd"),
+                record("unrelated/other"),
+            ],
+        );
+        for (path, aside) in [
+            (C0, true),
+            (C1, false),
+            ("part-1.parquet", true),
+            ("part-1", true), // cut at a dot: compared, harmlessly
+            ("part-1.parquet.crc", false),
+            ("part-10.parquet", false),
+        ] {
+            assert_eq!(kept.contains(path), aside, "{path}");
+        }
+        // The same second, the same size: untouched unless kept aside.
+        let source = listing("t/", &[(C0, 10, E2, OLD), (C1, 10, E2, OLD)]);
+        let backup = listing("src/t/", &[(C0, 10, E1, OLD), (C1, 10, E1, OLD)]);
+        let cutoff = Utc.timestamp_opt(OLD + 10, 0).unwrap();
+        let got = compare(&source, &backup, &kept, |_| true, cutoff);
+        let undecided: Vec<&str> = got.undecided.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(undecided, [C0]);
+        assert!(got.corrupted.is_empty() && got.missing.is_empty());
     }
 }

@@ -48,7 +48,7 @@ pub use input::{VerifyInput, VerifySettings, DEFAULT_GRACE_SECONDS};
 pub use queue::{encode_event_key, Queue};
 pub use report::{Finding, FindingKind, Report, Severity, Summary, TableReport};
 
-use compare::{compare, Differs};
+use compare::{compare, Differs, KeptAside};
 use report::{rfc3339, time_of_ms};
 
 /// At most this many keys or files are named in one finding (the count is always exact).
@@ -314,6 +314,7 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
             let mut comparison = compare(
                 &source,
                 &history.listing,
+                &KeptAside::new(&conflicts_prefix, &conflicts),
                 |k| self.config.selects(k),
                 cutoff,
             );

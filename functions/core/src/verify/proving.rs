@@ -31,7 +31,7 @@ use crate::layout::meta;
 use crate::ranges::push_range;
 use crate::store::{list_all, list_all_after, ObjectInfo, Store, WriteOptions};
 
-use super::compare::compare;
+use super::compare::{compare, KeptAside};
 use super::incremental::{self, Existence, Proof};
 use super::report::{rfc3339, time_of_ms, Severity, TableReport};
 use super::state::{self, LiveSet, Point, StateHeader, TableState, STATE_FORMAT};
@@ -307,7 +307,13 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
         let backup_new =
             TableListing::from_objects(&backup.dir_prefix(), new_log.into_iter().chain(found))?;
         let cutoff = now - chrono::Duration::seconds(self.settings.grace_seconds as i64);
-        let mut comparison = compare(&source_new, &backup_new, |k| self.config.selects(k), cutoff);
+        let mut comparison = compare(
+            &source_new,
+            &backup_new,
+            &KeptAside::new(&conflicts_prefix, &conflicts),
+            |k| self.config.selects(k),
+            cutoff,
+        );
         comparison.stale_hints_are_missing();
         if !comparison.missing.is_empty() || !comparison.corrupted.is_empty() {
             return Ok(Err(
