@@ -3,7 +3,8 @@ table, for N = 1, 4 and 16 workers, on one `rclone serve s3` behind a proxy with
 per request (--latency-ms, 20 by default).
 
 Each worker copies one shard at a time with --concurrency copies in flight
-(LIFEBOAT_COPY_CONCURRENCY), as one invocation of the restore function consumes one shard
+(LIFEBOAT_COPY_CONCURRENCY, 64 as in the function), as one invocation of the restore function
+consumes one shard
 message; the shards go through an in-process work queue instead of SQS (the local server has
 none), so the figure is the copy path's scaling, not SQS's. The log is written after the last
 shard, as in production, and is part of the time.
@@ -195,11 +196,14 @@ def main():
     parser.add_argument("--workers", default="1,4,16")
     parser.add_argument("--cases", help="which cases in which order, e.g. 1,16,4,limit "
                         "(default: limit, then --workers)")
-    parser.add_argument("--concurrency", type=int, default=16, help="copies in flight per worker")
+    parser.add_argument("--concurrency", type=int, default=64,
+                        help="copies in flight per worker (LIFEBOAT_COPY_CONCURRENCY's default)")
     parser.add_argument("--limit-concurrency", type=int, default=256,
                         help="copies in flight for the server-limit case")
-    parser.add_argument("--shard-objects", type=int, default=2000,
-                        help="objects per shard (LIFEBOAT_RESTORE_SHARD_OBJECTS' default)")
+    parser.add_argument("--shard-objects", type=int,
+                        help="objects per shard (default: LIFEBOAT_RESTORE_SHARD_OBJECTS' 2,000, "
+                             "smaller for a table under 128,000 files, so 16 workers have 4 "
+                             "shards each)")
     parser.add_argument("--latency-ms", type=int, default=20)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--window", type=float,
@@ -213,6 +217,7 @@ def main():
     args = parser.parse_args()
     workers = [int(w) for w in args.workers.split(",")]
     versions = args.versions or max(1, args.table_files // 1000)
+    args.shard_objects = args.shard_objects or min(2000, max(100, args.table_files // 64))
     checkpoint_every = max(1, versions // 10)
 
     binary = args.binary or vb.build(args.profile)
