@@ -132,3 +132,56 @@ def test_self_copy_of_overwritten_bytes_is_a_conflict_not_a_false_alarm(lab, str
         ("mishap", {"table": "sales", "kind": "self_copy", "pick": 4}),
         ("mishap", {"table": "events", "kind": "self_copy", "pick": 4}),
     ])
+
+
+B4 = [
+    ('create_tables', {}),
+    ('write', {'table': 'sales', 'op': 'overwrite', 'n': 4, 'r': 4}),
+    ('write', {'table': 'events', 'op': 'cdf_on', 'n': 2, 'r': 1}),
+    ('write', {'table': 'events', 'op': 'overwrite', 'n': 4, 'r': 2}),
+    ('verify_and_heal', {}),
+    ('write', {'table': 'sales', 'op': 'overwrite', 'n': 4, 'r': 0}),
+    ('write', {'table': 'events', 'op': 'delete', 'n': 4, 'r': 3}),
+    ('verify_and_heal', {}),
+    ('write', {'table': 'events', 'op': 'append', 'n': 1, 'r': 0}),
+    ('verify_and_heal', {}),
+    ('mishap', {'table': 'sales', 'kind': 'delete_prefix', 'pick': 103}),
+    ('write', {'table': 'sales', 'op': 'overwrite', 'n': 1, 'r': 3}),
+    ('write', {'table': 'events', 'op': 'append', 'n': 3, 'r': 3}),
+    ('killed_restore', {'table': 'sales', 'mode': 'repair', 'point': 'newest', 'k': 36, 'delay_ms': 25}),
+    ('killed_restore', {'table': 'events', 'mode': 'rollback', 'point': 'timestamp', 'k': 26, 'delay_ms': 321}),
+    ('mishap', {'table': 'events', 'kind': 'overwrite_other_len', 'pick': 244}),
+    ('restore', {'table': 'events', 'mode': 'rollback', 'point': 'newest', 'k': 29}),
+    ('verify_and_heal', {}),
+    ('killed_restore', {'table': 'events', 'mode': 'rollback', 'point': 'newest', 'k': 4, 'delay_ms': 126}),
+    ('killed_restore', {'table': 'sales', 'mode': 'rollback', 'point': 'version', 'k': 2, 'delay_ms': 1026}),
+    ('killed_restore', {'table': 'events', 'mode': 'repair', 'point': 'version', 'k': 23, 'delay_ms': 1412}),
+    ('write', {'table': 'sales', 'op': 'vacuum', 'n': 3, 'r': 1}),
+    ('write', {'table': 'events', 'op': 'overwrite', 'n': 3, 'r': 4}),
+    ('killed_restore', {'table': 'events', 'mode': 'clone', 'point': 'version', 'k': 13, 'delay_ms': 943}),
+    ('write', {'table': 'events', 'op': 'schema_change', 'n': 1, 'r': 0}),
+    ('mishap', {'table': 'sales', 'kind': 'delete_table', 'pick': 875}),
+    ('mishap', {'table': 'events', 'kind': 'drop_catalog_entry', 'pick': 180}),
+    ('write', {'table': 'events', 'op': 'vacuum', 'n': 4, 'r': 3}),
+    ('mishap', {'table': 'events', 'kind': 'delete_table', 'pick': 0}),
+    ('write', {'table': 'sales', 'op': 'overwrite', 'n': 3, 'r': 2}),
+    ('write', {'table': 'sales', 'op': 'append', 'n': 2, 'r': 4}),
+    ('mishap', {'table': 'events', 'kind': 'delete_prefix', 'pick': 639}),
+    ('verify_and_heal', {}),
+    ('verify_and_heal', {}),
+    ('write', {'table': 'sales', 'op': 'delete', 'n': 2, 'r': 3}),
+    ('killed_restore', {'table': 'events', 'mode': 'repair', 'point': 'version', 'k': 26, 'delay_ms': 402}),
+    ('killed_restore', {'table': 'events', 'mode': 'repair', 'point': 'newest', 'k': 5, 'delay_ms': 83}),
+    ('write', {'table': 'sales', 'op': 'delete', 'n': 1, 'r': 0}),
+    ('verify_and_heal', {}),
+    ('mishap', {'table': 'sales', 'kind': 'overwrite_same_len', 'pick': 284}),
+]
+
+
+# make chaos SEED=7 STEPS=300 (B4, fixed): a table dropped and created again at the same place
+# (a new history: the verifier rightly reports log_diverged from version 0), then the new
+# history's commit 0 overwritten with garbage of the same length. The verifier took every source
+# commit of the other branch as "another branch, never corruption" and did not report the
+# garbage. Now a commit of the other branch that is no valid commit is log_corrupted.
+def test_b4_garbage_in_a_diverged_branch_is_corruption(lab, strict):
+    machine.replay(B4)

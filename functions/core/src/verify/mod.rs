@@ -20,7 +20,7 @@ use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::delta::{LiveFile, LogFiles, TableListing};
+use crate::delta::{LiveFile, LogFileKind, LogFiles, TableListing};
 use crate::error::{Error, Result};
 use crate::history::{Divergence, TableHistory};
 use crate::identity::same_content;
@@ -320,10 +320,21 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
             );
             if let Some(d) = &divergence {
                 // The source's commits from the divergence on are another branch, not garbage:
-                // reported as such below, never as corruption.
+                // reported as such below, never as corruption, unless such a commit is no
+                // valid commit any more (the other branch was corrupted in turn).
                 let diverged = |p: &str| log_version(p).is_some_and(|v| v >= d.version);
+                let branch: Vec<Differs> = comparison
+                    .corrupted
+                    .iter()
+                    .chain(&comparison.undecided)
+                    .filter(|c| diverged(&c.path))
+                    .cloned()
+                    .collect();
                 comparison.corrupted.retain(|c| !diverged(&c.path));
                 comparison.undecided.retain(|c| !diverged(&c.path));
+                comparison
+                    .corrupted
+                    .extend(self.invalid_commits(table, branch).await?);
             }
             let undecided = std::mem::take(&mut comparison.undecided);
             comparison
@@ -398,6 +409,29 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
         }
         .state(&history, &report);
         Ok((report, proven))
+    }
+
+    /// The commits among `candidates` whose source content is no valid Delta commit.
+    async fn invalid_commits(
+        &self,
+        table: &S3Location,
+        candidates: Vec<Differs>,
+    ) -> Result<Vec<Differs>> {
+        let root = crate::delta::table_url(table)?;
+        let mut invalid = Vec::new();
+        for c in candidates {
+            let name = c.path.strip_prefix("_delta_log/").unwrap_or_default();
+            let (LogFileKind::Commit, Some(version)) = crate::delta::classify_log_file(name) else {
+                continue;
+            };
+            let Some(body) = self.store.get(&table.bucket, &c.source.key, None).await? else {
+                continue; // gone meanwhile: the next run sees it
+            };
+            if crate::delta::parse_commit(&root, version, &body).is_err() {
+                invalid.push(c);
+            }
+        }
+        Ok(invalid)
     }
 
     /// Objects of the same size rewritten after their copy was made: the same content or not,
