@@ -1,4 +1,4 @@
-//! The AWS clients, built once per process, and the settings they share with the Delta reader.
+//! The AWS clients, built once per process, and the settings they are built from.
 
 #[allow(unused_imports)]
 use super::*;
@@ -19,15 +19,13 @@ pub struct Clients {
 /// and jitter; what still fails after that fails the record, and SQS retries it later.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 
-/// How the clients reach AWS, read once from the SDK's usual variables, so that the SDK
-/// clients and the Delta reader ([`crate::delta::KernelReader`]) go to the same place with the
-/// same retry budget.
+/// How the clients reach AWS, read once from the SDK's usual variables. The Delta reader
+/// ([`crate::delta::KernelReader`]) reads through the S3 client itself
+/// ([`super::SdkObjectStore`]), so it goes to the same place with the same retry budget.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientSettings {
     /// `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL` (a local server); `None` on AWS.
     pub endpoint: Option<String>,
-    /// `AWS_REGION`, else `AWS_DEFAULT_REGION`.
-    pub region: Option<String>,
     /// `AWS_MAX_ATTEMPTS`, else [`DEFAULT_MAX_ATTEMPTS`].
     pub max_attempts: u32,
     /// The account expected to own each bucket ([`crate::Config::bucket_owners`]), sent as
@@ -45,7 +43,6 @@ impl ClientSettings {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         ClientSettings {
             endpoint: get("AWS_ENDPOINT_URL_S3").or_else(|| get("AWS_ENDPOINT_URL")),
-            region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
             max_attempts: get("AWS_MAX_ATTEMPTS")
                 .and_then(|v| v.trim().parse().ok())
                 .filter(|n| *n > 0)

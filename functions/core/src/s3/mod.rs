@@ -36,7 +36,7 @@ pub struct S3Store {
 
 impl S3Store {
     /// A store over `client`, which was built from the process environment (the Delta reader
-    /// reads the same environment).
+    /// reads through it too).
     pub fn new(client: Client) -> Self {
         S3Store {
             client,

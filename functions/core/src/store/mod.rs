@@ -233,8 +233,8 @@ pub trait Store: Send + Sync {
         options: &WriteOptions,
     ) -> impl Future<Output = Result<CopyResult>> + Send;
 
-    /// A Delta snapshot reader over `bucket`, configured as this store's client is (endpoint,
-    /// region, retries). Stores without one say so.
+    /// A Delta snapshot reader over `bucket`, reading through this store's client (endpoint,
+    /// region, retries, expected bucket owner). Stores without one say so.
     fn delta_reader(
         &self,
         bucket: &str,
