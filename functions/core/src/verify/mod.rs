@@ -323,15 +323,14 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
                 // reported as such below, never as corruption, unless such a commit is no
                 // valid commit any more (the other branch was corrupted in turn).
                 let diverged = |p: &str| log_version(p).is_some_and(|v| v >= d.version);
-                let branch: Vec<Differs> = comparison
-                    .corrupted
-                    .iter()
-                    .chain(&comparison.undecided)
-                    .filter(|c| diverged(&c.path))
-                    .cloned()
-                    .collect();
-                comparison.corrupted.retain(|c| !diverged(&c.path));
-                comparison.undecided.retain(|c| !diverged(&c.path));
+                let mut branch = Vec::new();
+                for list in [&mut comparison.corrupted, &mut comparison.undecided] {
+                    let (theirs, ours): (Vec<Differs>, Vec<Differs>) = std::mem::take(list)
+                        .into_iter()
+                        .partition(|c| diverged(&c.path));
+                    *list = ours;
+                    branch.extend(theirs);
+                }
                 comparison
                     .corrupted
                     .extend(self.invalid_commits(table, branch).await?);
