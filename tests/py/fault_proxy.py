@@ -11,7 +11,8 @@ Each request is forwarded unchanged, except that with probability RATE one fault
   lost      request forwarded and applied, then the connection is reset (the answer is lost)
   slow      request forwarded after a 1.5 s delay (not an error)
 A CopyObject with If-None-Match: * onto an existing key gets 412, as on S3 (moto ignores it).
-GET /__proxy/stats returns the counts; POST /__proxy/rate?value=R changes the rate.
+GET /__proxy/stats returns the counts; POST /__proxy/rate?value=R changes the rate;
+POST /__proxy/fail?next=N injects a fault into each of the next N requests, whatever the rate.
 Runs until killed; the tests that start it stop it.
 """
 
@@ -39,6 +40,7 @@ class State:
         self.random = random.Random(seed)
         self.faults = faults
         self.injected = 0
+        self.fail_next = 0
         self.lock = threading.Lock()
         self.counts = {"requests": 0, **{f: 0 for f in faults}}
 
@@ -47,7 +49,9 @@ class State:
             self.counts["requests"] += 1
             if op:
                 self.counts[op] = self.counts.get(op, 0) + 1
-            if self.faults and self.random.random() < self.rate:
+            forced = self.fail_next > 0
+            self.fail_next -= forced
+            if self.faults and (forced or self.random.random() < self.rate):
                 # The kinds take turns, so that a handful of faults covers every kind.
                 fault = self.faults[self.injected % len(self.faults)]
                 self.injected += 1
@@ -90,6 +94,8 @@ def make_handler(upstream, state):
             url = urlparse(self.path)
             if url.path == "/__proxy/rate":
                 state.rate = float(parse_qs(url.query)["value"][0])
+            if url.path == "/__proxy/fail":
+                state.fail_next = int(parse_qs(url.query)["next"][0])
             body = json.dumps({**state.counts, "rate": state.rate}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

@@ -563,14 +563,26 @@ impl FaultProxy {
         self.control(&format!("/__proxy/rate?value={rate}"))
     }
 
+    /// Injects a fault into each of the next `requests` requests, whatever the rate.
+    pub fn fail_next(&self, requests: u32) -> Result<Value> {
+        self.control(&format!("/__proxy/fail?next={requests}"))
+    }
+
     /// An S3 client that goes through the proxy.
     pub async fn s3_client(&self) -> aws_sdk_s3::Client {
+        self.s3_client_with_attempts(lifeboat::s3::DEFAULT_MAX_ATTEMPTS)
+            .await
+    }
+
+    /// An S3 client that goes through the proxy and tries each request at most
+    /// `max_attempts` times.
+    pub async fn s3_client_with_attempts(&self, max_attempts: u32) -> aws_sdk_s3::Client {
         let shared = aws_config::from_env()
             .endpoint_url(&self.endpoint)
             .load()
             .await;
         let retry = aws_config::retry::RetryConfig::standard()
-            .with_max_attempts(lifeboat::s3::DEFAULT_MAX_ATTEMPTS)
+            .with_max_attempts(max_attempts)
             .with_initial_backoff(Duration::from_millis(50));
         aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&shared)

@@ -3,17 +3,18 @@
 //! of the restore function), one of them killed midway through a shard. The killed shard's
 //! message is not deleted; it becomes visible again, is redelivered, and its copies already
 //! made are recognized and skipped. The log is written once, after the last shard, and the
-//! clone reads back equal to the backup.
+//! clone reads back equal to the backup. And the in-process queue of `lifeboat restore
+//! --workers N`: a shard whose run fails is run again, up to the restore queue's redrive limit.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use lifeboat::restore::shards::{Phase, ShardRun, SqsQueue};
+use lifeboat::restore::shards::{LocalQueue, Phase, ShardRun, SqsQueue, MAX_RECEIVES};
 use lifeboat::restore::{RestoreRequest, Restorer};
 use lifeboat::s3::S3Store;
-use lifeboat_tests::Lab;
+use lifeboat_tests::{FaultProxy, Lab};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
@@ -242,4 +243,120 @@ async fn a_restore_sharded_across_three_invocations_with_one_killed_completes() 
             "{key}"
         );
     }
+}
+
+/// `lifeboat restore --workers N` copies the shards in its own process ([`LocalQueue`]). A
+/// shard whose run fails is run again, as the restore queue delivers it again, and the restore
+/// completes; a shard failing on every delivery stops the restore after the queue's redrive
+/// limit, with an error naming the shard and the restore. Run again once S3 answers, the same
+/// restore completes and reads back equal.
+#[tokio::test]
+async fn in_process_shards_that_fail_are_run_again_up_to_the_redrive_limit() {
+    let lab = Lab::start(&[
+        ("LIFEBOAT_RESTORE_SHARD_THRESHOLD", "8"),
+        ("LIFEBOAT_RESTORE_SHARD_OBJECTS", "6"),
+    ])
+    .await
+    .unwrap();
+    let table = Lab::table("t/local");
+    lab.aws.delta(&["write", &table, "history"]).unwrap();
+    assert!(lab.drain().await.unwrap().is_empty());
+    let proxy = FaultProxy::start(&lab.aws.endpoint, 0.0, "internal", 1).unwrap();
+    // One attempt per request: each fault the proxy injects fails the shard's run.
+    let store = S3Store::new(proxy.s3_client_with_attempts(1).await);
+    let backup = Lab::backup_table("t/local");
+    let clone_request = |target: &str| {
+        RestoreRequest::from_value(
+            &json!({"table": table, "mode": "clone", "target": target, "dry_run": false}),
+        )
+        .unwrap()
+    };
+    let reads_back_equal = |target: &str, version: u64| {
+        let v = version.to_string();
+        let same = lab.aws.delta(&["same", &backup, &v, target, &v]).unwrap();
+        assert_eq!(same["equal"], true, "{target} version {v}: {same}");
+    };
+
+    // One fault, in the first request of the first shard's run.
+    let queue = Arc::new(LocalQueue::default());
+    let restorer = Restorer::new(store.clone(), lab.config()).with_queue(queue.clone());
+    let target = Lab::table("clones/once");
+    let response = restorer
+        .run(&clone_request(&target), None, |_, _| {})
+        .await
+        .unwrap();
+    let started = response.sharded.expect("a sharded restore");
+    assert!(started.shards >= 4, "{started:?}");
+    proxy.fail_next(1).unwrap();
+    let failures = Mutex::new(Vec::new());
+    queue
+        .work(&restorer, 1, |f| {
+            failures.lock().unwrap().push((f.receives, f.again))
+        })
+        .await
+        .unwrap();
+    assert_eq!(failures.into_inner().unwrap(), vec![(1, true)]);
+    let status = restorer.restore_status(&started.restore_id).await.unwrap();
+    assert_eq!(status.phase, Phase::Done, "{status:?}");
+    assert_eq!(status.objects_done, started.objects);
+    reads_back_equal(&target, response.plan.restore_point.version);
+
+    // Every request fails: the first shard to be received MAX_RECEIVES times stops the work.
+    let queue = Arc::new(LocalQueue::default());
+    let restorer = Restorer::new(store.clone(), lab.config()).with_queue(queue.clone());
+    let target = Lab::table("clones/stopped");
+    let started = restorer
+        .run(&clone_request(&target), None, |_, _| {})
+        .await
+        .unwrap()
+        .sharded
+        .expect("a sharded restore");
+    proxy.set_rate(1.0).unwrap();
+    let failures = Mutex::new(Vec::new());
+    let err = queue
+        .work(&restorer, 2, |f| {
+            failures
+                .lock()
+                .unwrap()
+                .push((f.shard, f.receives, f.again))
+        })
+        .await
+        .expect_err("a shard failing on every delivery stops the restore");
+    proxy.set_rate(0.0).unwrap();
+    let failures = failures.into_inner().unwrap();
+    let (given_up, receives, _) = *failures.iter().find(|f| !f.2).expect("one given up");
+    assert_eq!(receives, MAX_RECEIVES, "{failures:?}");
+    let deliveries: Vec<u32> = failures
+        .iter()
+        .filter(|f| f.0 == given_up)
+        .map(|f| f.1)
+        .collect();
+    assert_eq!(deliveries, (1..=MAX_RECEIVES).collect::<Vec<_>>());
+    let text = err.to_string();
+    for part in [
+        format!("shard {given_up} of restore {}", started.restore_id),
+        format!("failed {MAX_RECEIVES} times"),
+        format!("lifeboat restore --status {}", started.restore_id),
+    ] {
+        assert!(text.contains(&part), "{part:?} in {text}");
+    }
+    assert!(!queue.is_empty(), "the shards not run stay queued");
+    let status = restorer.restore_status(&started.restore_id).await.unwrap();
+    assert_eq!(status.phase, Phase::Copying, "{status:?}");
+
+    // The same restore, run again, completes.
+    let queue = Arc::new(LocalQueue::default());
+    let restorer = Restorer::new(store, lab.config()).with_queue(queue.clone());
+    let response = restorer
+        .run(&clone_request(&target), None, |_, _| {})
+        .await
+        .unwrap();
+    let started = response.sharded.expect("a sharded restore");
+    queue
+        .work(&restorer, 2, |f| panic!("no fault now: {f:?}"))
+        .await
+        .unwrap();
+    let status = restorer.restore_status(&started.restore_id).await.unwrap();
+    assert_eq!(status.phase, Phase::Done, "{status:?}");
+    reads_back_equal(&target, response.plan.restore_point.version);
 }

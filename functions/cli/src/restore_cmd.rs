@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use lifeboat::ranges::ranges_text;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use lifeboat::restore::shards::{Phase, RestoreStatus, ShardMessage, WorkQueue};
+use lifeboat::restore::shards::{LocalQueue, Phase, RestoreStatus, MAX_RECEIVES};
 use lifeboat::restore::{Mode, NextStep, RestoreRequest, RestoreResponse, Restorer};
 use lifeboat::s3::S3Store;
 
@@ -48,7 +48,8 @@ pub struct RestoreArgs {
     pub wait: bool,
     /// Copy the shards of a restore larger than LIFEBOAT_RESTORE_SHARD_THRESHOLD in this
     /// process, N shards at a time, through an in-process work queue instead of the restore
-    /// queue (as N invocations of the restore function would; `make bench` measures it).
+    /// queue (as N invocations of the restore function would; `make bench` measures it). A
+    /// shard whose run fails is run again, up to 5 times, as the restore queue redelivers it.
     #[arg(long, value_name = "N", requires = "execute")]
     pub workers: Option<usize>,
 }
@@ -116,37 +117,26 @@ pub async fn run(args: RestoreArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The shard messages of a restore copied in this process (`--workers`).
-#[derive(Default)]
-struct LocalQueue(Mutex<Vec<String>>);
-
-#[async_trait::async_trait]
-impl WorkQueue for LocalQueue {
-    async fn send(&self, bodies: Vec<String>) -> lifeboat::Result<()> {
-        self.0.lock().expect("not poisoned").extend(bodies);
-        Ok(())
-    }
-
-    fn name(&self) -> String {
-        "this process (--workers)".into()
-    }
-}
-
-/// Copies every shard in `queue`, `workers` at a time, as that many invocations would.
+/// Copies every shard of the restore in `queue`, `workers` at a time, as that many
+/// invocations would; a failed shard run is said on stderr and delivered again.
 async fn work_locally(
     restorer: &Restorer<S3Store>,
     queue: &LocalQueue,
     workers: usize,
 ) -> Result<()> {
-    let next = || queue.0.lock().expect("not poisoned").pop();
-    let worker = || async {
-        while let Some(body) = next() {
-            let message: ShardMessage = serde_json::from_str(&body)?;
-            restorer.run_shard(&message, false, None, |_, _| {}).await?;
-        }
-        Ok::<(), anyhow::Error>(())
-    };
-    futures::future::try_join_all((0..workers.max(1)).map(|_| worker())).await?;
+    queue
+        .work(restorer, workers, |failed| {
+            let next = if failed.again {
+                "it is delivered again"
+            } else {
+                "the restore stops"
+            };
+            eprintln!(
+                "shard {} of restore {} failed (receive {} of {MAX_RECEIVES}); {next}: {}",
+                failed.shard, failed.restore_id, failed.receives, failed.error
+            );
+        })
+        .await?;
     Ok(())
 }
 

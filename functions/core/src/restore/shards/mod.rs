@@ -141,9 +141,11 @@ pub fn split(sizes: &[u64], max_objects: u64, max_bytes: u64) -> Vec<Range<usize
     shards
 }
 
+mod local;
 mod records;
 mod run;
 
+pub use local::*;
 pub use records::*;
 
 #[cfg(test)]
