@@ -157,6 +157,8 @@ def clone(binary, env, root, workers, concurrency, shard_objects, tag, proxy, rc
         "machine_busy": (busy[0] - cpu0[2][0]) / max(1, busy[1] - cpu0[2][1]),
         "requests": dict(proxy.ops),
         "restore_id": new[0].name,
+        # Shard runs that failed and were run again (`--workers` prints each on stderr).
+        "shard_failures": proc.stderr.count(" failed (receive "),
     }
     shutil.rmtree(root / vb.SOURCE / "clones" / tag, ignore_errors=True)
     proxy.listings.forget(root / vb.SOURCE / "clones" / tag)
@@ -264,7 +266,8 @@ def main():
                       f"{r['load_max']:.1f}); CPU s: server {r['cpu_server']:.0f}, proxy "
                       f"{r['cpu_proxy']:.0f}, client {r['cpu_client']:.0f}; machine busy "
                       f"{100 * r['machine_busy']:.0f} %", flush=True)
-                print(f"  requests: {r['requests']}", flush=True)
+                print(f"  requests: {r['requests']}; shard runs failed and run again: "
+                      f"{r['shard_failures']}", flush=True)
                 if args.results:
                     with open(args.results, "a") as f:
                         f.write(json.dumps(r) + "\n")
