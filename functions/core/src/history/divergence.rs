@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::TableHistory;
-use crate::delta::{commit_path, parse_commit, table_url};
+use crate::delta::{classify_log_file, commit_path, parse_commit, table_url, LogFileKind};
 use crate::error::Result;
 use crate::keys::S3Location;
 use crate::store::Store;
@@ -23,6 +23,27 @@ pub struct Divergence {
     pub stitched_from: Option<u64>,
     /// When the other branch's commit `version` reached the replicator (RFC 3339).
     pub at: String,
+}
+
+/// The version of the commit at `path` of `table` (relative to the table, under
+/// `_delta_log/`), and whether what is there now is a valid Delta commit (a commit of another
+/// branch, rather than damage). `None` when `path` names no commit, or nothing is there.
+pub async fn valid_commit_at<S: Store>(
+    store: &S,
+    table: &S3Location,
+    path: &str,
+) -> Result<Option<(u64, bool)>> {
+    let Some(name) = path.strip_prefix("_delta_log/") else {
+        return Ok(None);
+    };
+    let (LogFileKind::Commit, Some(version)) = classify_log_file(name) else {
+        return Ok(None);
+    };
+    let Some(body) = store.get(&table.bucket, &table.key(path), None).await? else {
+        return Ok(None);
+    };
+    let valid = parse_commit(&table_url(table)?, version, &body).is_ok();
+    Ok(Some((version, valid)))
 }
 
 /// A conflict record for a commit: the version it would have been, and when it was kept.

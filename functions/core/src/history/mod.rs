@@ -22,7 +22,7 @@ use crate::store::Store;
 mod checkpoints;
 mod divergence;
 
-pub use divergence::{divergence, CommitConflict, Divergence};
+pub use divergence::{divergence, valid_commit_at, CommitConflict, Divergence};
 
 const LOG_READ_CONCURRENCY: usize = 32;
 

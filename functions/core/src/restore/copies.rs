@@ -8,9 +8,9 @@ use futures::stream::{self, StreamExt};
 
 use super::plan::{CopyReason, PlannedCopy, RestorePlan};
 use super::Restorer;
-use crate::delta::{classify_log_file, parse_commit, table_url, LogFileKind, TableListing};
+use crate::delta::{classify_log_file, LogFileKind, TableListing};
 use crate::error::{Error, Result};
-use crate::history::{Divergence, TableHistory};
+use crate::history::{valid_commit_at, Divergence, TableHistory};
 use crate::identity::{same_content, unchanged_since_copy};
 use crate::keys::S3Location;
 use crate::listing::Listed;
@@ -124,27 +124,13 @@ impl<S: Store> Restorer<S> {
         plan: &RestorePlan,
         divergence: Option<&Divergence>,
     ) -> Result<()> {
-        let root = table_url(&plan.target_location)?;
         for copy in plan
             .copies
             .iter()
             .filter(|c| c.reason == CopyReason::Replace)
         {
-            let Some(name) = copy.path.strip_prefix("_delta_log/") else {
-                continue;
-            };
-            let (LogFileKind::Commit, Some(version)) = classify_log_file(name) else {
-                continue;
-            };
-            let key = plan.target_location.key(&copy.path);
-            let Some(body) = self
-                .store
-                .get(&plan.target_location.bucket, &key, None)
-                .await?
-            else {
-                continue;
-            };
-            if parse_commit(&root, version, &body).is_ok() {
+            let found = valid_commit_at(&self.store, &plan.target_location, &copy.path).await?;
+            if let Some((version, true)) = found {
                 let from = divergence.map_or(version, |d| d.version.min(version));
                 return Err(Error::NotRestorable(format!(
                     "the source's log diverged from the backup's at version {from}: its commit {version} is another valid commit, not damage, and a repair never overwrites a valid commit (it would undo the writes of the source's branch). Choose: keep the source's branch (repair up to version {} only), roll the source back to before the divergence (mode rollback, version {}), or clone the backup's branch elsewhere (mode clone with a target)",

@@ -20,9 +20,9 @@ use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::delta::{LiveFile, LogFileKind, LogFiles, TableListing};
+use crate::delta::{LiveFile, LogFiles, TableListing};
 use crate::error::{Error, Result};
-use crate::history::{Divergence, TableHistory};
+use crate::history::{valid_commit_at, Divergence, TableHistory};
 use crate::identity::same_content;
 use crate::keys::S3Location;
 use crate::layout::Layout;
@@ -410,23 +410,16 @@ impl<S: Store, Q: Queue> Verifier<S, Q> {
         Ok((report, proven))
     }
 
-    /// The commits among `candidates` whose source content is no valid Delta commit.
+    /// The commits among `candidates` whose source content is no valid Delta commit (one
+    /// gone meanwhile is left to the next run).
     async fn invalid_commits(
         &self,
         table: &S3Location,
         candidates: Vec<Differs>,
     ) -> Result<Vec<Differs>> {
-        let root = crate::delta::table_url(table)?;
         let mut invalid = Vec::new();
         for c in candidates {
-            let name = c.path.strip_prefix("_delta_log/").unwrap_or_default();
-            let (LogFileKind::Commit, Some(version)) = crate::delta::classify_log_file(name) else {
-                continue;
-            };
-            let Some(body) = self.store.get(&table.bucket, &c.source.key, None).await? else {
-                continue; // gone meanwhile: the next run sees it
-            };
-            if crate::delta::parse_commit(&root, version, &body).is_err() {
+            if let Some((_, false)) = valid_commit_at(&self.store, table, &c.path).await? {
                 invalid.push(c);
             }
         }
