@@ -62,13 +62,9 @@ impl LocalQueue {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Messages waiting.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
+    /// Whether no message waits.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.lock().is_empty()
     }
 
     /// Copies every shard sent to the queue, `workers` at a time. A run that fails is told to
