@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use lifeboat::restore::shards::{LocalQueue, Phase, ShardRun, SqsQueue, MAX_RECEIVES};
+use lifeboat::restore::shards::{
+    LocalQueue, Phase, ShardRun, ShardedStart, SqsQueue, MAX_RECEIVES,
+};
 use lifeboat::restore::{RestoreRequest, Restorer};
 use lifeboat::s3::S3Store;
 use lifeboat_tests::{FaultProxy, Lab};
@@ -245,6 +247,31 @@ async fn a_restore_sharded_across_three_invocations_with_one_killed_completes() 
     }
 }
 
+/// A clone of `table` into `target` planned and handed to an in-process queue of its own, as
+/// `lifeboat restore --workers` starts one: the queue, the restorer, the version restored to,
+/// and the sharded restore started.
+async fn start_local_clone(
+    lab: &Lab,
+    store: &S3Store,
+    table: &str,
+    target: &str,
+) -> (Arc<LocalQueue>, Restorer<S3Store>, u64, ShardedStart) {
+    let queue = Arc::new(LocalQueue::default());
+    let restorer = Restorer::new(store.clone(), lab.config()).with_queue(queue.clone());
+    let request = RestoreRequest::from_value(
+        &json!({"table": table, "mode": "clone", "target": target, "dry_run": false}),
+    )
+    .unwrap();
+    let response = restorer.run(&request, None, |_, _| {}).await.unwrap();
+    let started = response.sharded.expect("a sharded restore");
+    (
+        queue,
+        restorer,
+        response.plan.restore_point.version,
+        started,
+    )
+}
+
 /// `lifeboat restore --workers N` copies the shards in its own process ([`LocalQueue`]). A
 /// shard whose run fails is run again, as the restore queue delivers it again, and the restore
 /// completes; a shard failing on every delivery stops the restore after the queue's redrive
@@ -265,12 +292,6 @@ async fn in_process_shards_that_fail_are_run_again_up_to_the_redrive_limit() {
     // One attempt per request: each fault the proxy injects fails the shard's run.
     let store = S3Store::new(proxy.s3_client_with_attempts(1).await);
     let backup = Lab::backup_table("t/local");
-    let clone_request = |target: &str| {
-        RestoreRequest::from_value(
-            &json!({"table": table, "mode": "clone", "target": target, "dry_run": false}),
-        )
-        .unwrap()
-    };
     let reads_back_equal = |target: &str, version: u64| {
         let v = version.to_string();
         let same = lab.aws.delta(&["same", &backup, &v, target, &v]).unwrap();
@@ -278,14 +299,9 @@ async fn in_process_shards_that_fail_are_run_again_up_to_the_redrive_limit() {
     };
 
     // One fault, in the first request of the first shard's run.
-    let queue = Arc::new(LocalQueue::default());
-    let restorer = Restorer::new(store.clone(), lab.config()).with_queue(queue.clone());
     let target = Lab::table("clones/once");
-    let response = restorer
-        .run(&clone_request(&target), None, |_, _| {})
-        .await
-        .unwrap();
-    let started = response.sharded.expect("a sharded restore");
+    let (queue, restorer, version, started) =
+        start_local_clone(&lab, &store, &table, &target).await;
     assert!(started.shards >= 4, "{started:?}");
     proxy.fail_next(1).unwrap();
     let failures = Mutex::new(Vec::new());
@@ -299,18 +315,11 @@ async fn in_process_shards_that_fail_are_run_again_up_to_the_redrive_limit() {
     let status = restorer.restore_status(&started.restore_id).await.unwrap();
     assert_eq!(status.phase, Phase::Done, "{status:?}");
     assert_eq!(status.objects_done, started.objects);
-    reads_back_equal(&target, response.plan.restore_point.version);
+    reads_back_equal(&target, version);
 
     // Every request fails: the first shard to be received MAX_RECEIVES times stops the work.
-    let queue = Arc::new(LocalQueue::default());
-    let restorer = Restorer::new(store.clone(), lab.config()).with_queue(queue.clone());
     let target = Lab::table("clones/stopped");
-    let started = restorer
-        .run(&clone_request(&target), None, |_, _| {})
-        .await
-        .unwrap()
-        .sharded
-        .expect("a sharded restore");
+    let (queue, restorer, _, started) = start_local_clone(&lab, &store, &table, &target).await;
     proxy.set_rate(1.0).unwrap();
     let failures = Mutex::new(Vec::new());
     let err = queue
@@ -345,18 +354,13 @@ async fn in_process_shards_that_fail_are_run_again_up_to_the_redrive_limit() {
     assert_eq!(status.phase, Phase::Copying, "{status:?}");
 
     // The same restore, run again, completes.
-    let queue = Arc::new(LocalQueue::default());
-    let restorer = Restorer::new(store, lab.config()).with_queue(queue.clone());
-    let response = restorer
-        .run(&clone_request(&target), None, |_, _| {})
-        .await
-        .unwrap();
-    let started = response.sharded.expect("a sharded restore");
+    let (queue, restorer, version, started) =
+        start_local_clone(&lab, &store, &table, &target).await;
     queue
         .work(&restorer, 2, |f| panic!("no fault now: {f:?}"))
         .await
         .unwrap();
     let status = restorer.restore_status(&started.restore_id).await.unwrap();
     assert_eq!(status.phase, Phase::Done, "{status:?}");
-    reads_back_equal(&target, response.plan.restore_point.version);
+    reads_back_equal(&target, version);
 }
